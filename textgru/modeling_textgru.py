@@ -1,0 +1,403 @@
+"""TextGRU: a deep residual (bi)directional GRU encoder with attention pooling, as a transformers model.
+
+Self-contained on purpose: it imports only torch, transformers and the config (relatively), so a saved
+model loads with ``trust_remote_code=True`` on a machine that has never installed textgru.
+
+Exact padding, fast kernels. A bidirectional ``nn.GRU`` over right-padded input is wrong for the
+backward direction (it reads the padding before the real tokens), and packing fixes that at the price of
+losing the fused oneDNN kernel in training. TextGRU runs each direction as its own unidirectional GRU on
+right-padded input; the backward GRU reads every sequence reversed *within its own length*, so real
+tokens always come before padding and both directions use the fused padded kernel. Outputs at real
+positions therefore never depend on padding or on the other rows of the batch. Under ``torch.no_grad``
+the same weights run on packed sequences, which skips the padded steps (faster inference, same result).
+The measurements behind this choice are in ``docs/design.md`` (``benchmarks/bench_rnn_paths.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+
+from .configuration_textgru import TextGRUConfig
+
+
+def reverse_within_length(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Reorder `x` (batch, seq_len, dim) along time by `index` (batch, seq_len); see `_reversal_index`."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+
+
+def _reversal_index(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Index that reverses positions `[0, length)` of each row and leaves its padding where it is.
+
+    It is its own inverse, so the same index maps the backward GRU's outputs back to reading order.
+    """
+    positions = torch.arange(seq_len, device=lengths.device).unsqueeze(0)  # (1, seq_len)
+    reversed_positions = lengths.unsqueeze(1) - 1 - positions  # (batch, seq_len)
+    return torch.where(reversed_positions >= 0, reversed_positions, positions)
+
+
+class TextGRUBidirectionalLayer(nn.Module):
+    """One recurrent layer: a forward GRU and (optionally) a backward GRU, exact under right padding."""
+
+    def __init__(self, config: TextGRUConfig, input_size: int):
+        super().__init__()
+        self.forward_gru = nn.GRU(input_size, config.hidden_size, batch_first=True)
+        self.backward_gru = nn.GRU(input_size, config.hidden_size, batch_first=True) if config.bidirectional else None
+
+    def _run(self, gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, packed: bool) -> torch.Tensor:
+        if not packed:
+            return gru(x)[0]
+        seq = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        return nn.utils.rnn.pad_packed_sequence(gru(seq)[0], batch_first=True, total_length=x.size(1))[0]
+
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, reversal: torch.Tensor, packed: bool = False
+    ) -> torch.Tensor:
+        # x: (batch, seq_len, input_size), right-padded; returns (batch, seq_len, hidden * directions)
+        out = self._run(self.forward_gru, x, lengths, packed)
+        if self.backward_gru is None:
+            return out
+        backward = self._run(self.backward_gru, reverse_within_length(x, reversal), lengths, packed)
+        return torch.cat([out, reverse_within_length(backward, reversal)], dim=-1)
+
+
+class TextGRUResidualBlock(nn.Module):
+    """`x_{l+1} = x_l + dropout(GRU(norm(x_l)))` (`add`), its highway variant (`gated`), or a plain layer (`none`)."""
+
+    def __init__(self, config: TextGRUConfig, input_size: int):
+        super().__init__()
+        width = config.output_size
+        self.residual = config.residual
+        self.norm = nn.LayerNorm(input_size) if config.layer_norm else nn.Identity()
+        self.rnn = TextGRUBidirectionalLayer(config, input_size)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        # Where the embedding width differs from the stack's, the skip path needs a projection.
+        self.projection = nn.Linear(input_size, width, bias=False) if input_size != width else nn.Identity()
+        self.gate = nn.Linear(2 * width, width) if config.residual == "gated" else None
+
+    def forward(self, x, lengths, reversal, mask, packed: bool = False) -> torch.Tensor:
+        update = self.dropout(self.rnn(self.norm(x), lengths, reversal, packed))  # (batch, seq_len, width)
+        if self.residual == "none":
+            out = update
+        else:
+            skip = self.projection(x)
+            if self.residual == "add":
+                out = skip + update
+            else:  # highway: a per-feature gate decides how much of the new layer to let through
+                gate = torch.sigmoid(self.gate(torch.cat([skip, update], dim=-1)))
+                out = skip + gate * (update - skip)
+        return out * mask  # padding stays exactly zero all the way up the stack
+
+
+class TextGRUPooler(nn.Module):
+    """Turns token states into one vector per row. Padding gets exactly zero weight; empty rows pool to zeros."""
+
+    def __init__(self, config: TextGRUConfig):
+        super().__init__()
+        self.mode = config.pooling
+        self.bidirectional = config.bidirectional
+        self.hidden_size = config.hidden_size
+        if self.mode == "attention":  # structured self-attention (Lin et al. 2017): A = softmax(W2 tanh(W1 H^T))
+            self.scorer = nn.Linear(config.output_size, config.attention_hidden_size, bias=False)
+            self.heads = nn.Linear(config.attention_hidden_size, config.num_attention_heads, bias=False)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor):
+        # states: (batch, seq_len, width), zero at padding; mask: (batch, seq_len, 1) float
+        nonempty = (lengths > 0).to(states.dtype).unsqueeze(-1)  # (batch, 1)
+        weights = None
+        if self.mode == "attention":
+            scores = self.heads(torch.tanh(self.scorer(states))).transpose(1, 2)  # (batch, heads, seq_len)
+            scores = scores.masked_fill(mask.transpose(1, 2) == 0, torch.finfo(scores.dtype).min)
+            # exp(min - max) underflows to exactly 0; the product zeroes the uniform weights of empty rows
+            weights = torch.softmax(scores, dim=-1) * mask.transpose(1, 2)  # (batch, heads, seq_len)
+            pooled = torch.bmm(weights, states).flatten(1)  # (batch, heads * width)
+        elif self.mode == "mean":
+            pooled = states.sum(1) / lengths.clamp(min=1).unsqueeze(-1).to(states.dtype)
+        elif self.mode == "max":
+            pooled = states.masked_fill(mask == 0, torch.finfo(states.dtype).min).max(1).values * nonempty
+        else:  # "last": the forward direction's final state and the backward direction's (at position 0)
+            last = (lengths - 1).clamp(min=0)
+            pooled = states[torch.arange(states.size(0), device=states.device), last]  # (batch, width)
+            if self.bidirectional:
+                pooled = torch.cat([pooled[:, : self.hidden_size], states[:, 0, self.hidden_size :]], dim=-1)
+            pooled = pooled * nonempty
+        return pooled, weights
+
+
+class TextGRUPreTrainedModel(PreTrainedModel):
+    config_class = TextGRUConfig
+    base_model_prefix = "textgru"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["TextGRUResidualBlock"]
+    # A saved model carries its code and an auto_map for every Auto class, so it loads with
+    # `trust_remote_code=True` where textgru is not installed (register_for_auto_class alone records only
+    # the class being saved).
+    AUTO_MAP = {
+        "AutoConfig": "configuration_textgru.TextGRUConfig",
+        "AutoModel": "modeling_textgru.TextGRUModel",
+        "AutoModelForSequenceClassification": "modeling_textgru.TextGRUForSequenceClassification",
+    }
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self.AUTO_MAP}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise every parameter. transformers v5 builds models on the meta device and calls this for
+        whatever a checkpoint lacks, so a module missing here (nn.GRU by default) would come back as garbage."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.GRU):
+            for name, param in module.named_parameters():
+                if name.startswith("weight_ih"):
+                    init.xavier_uniform_(param)
+                elif name.startswith("weight_hh"):
+                    init.orthogonal_(param)  # keeps the recurrent map norm-preserving at the start
+                else:
+                    init.zeros_(param)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class TextGRUModel(TextGRUPreTrainedModel):
+    """The encoder: embeddings, a residual stack of GRU layers and a pooler.
+
+    Example:
+
+    >>> import torch
+    >>> from textgru import TextGRUConfig, TextGRUModel
+    >>> model = TextGRUModel(TextGRUConfig(vocab_size=100, hidden_size=32)).eval()
+    >>> out = model(torch.tensor([[5, 6, 7, 0]]), attention_mask=torch.tensor([[1, 1, 1, 0]]))
+    >>> tuple(out.last_hidden_state.shape), tuple(out.pooler_output.shape)
+    ((1, 4, 64), (1, 64))
+    """
+
+    _auto_class = "AutoModel"
+
+    def __init__(self, config: TextGRUConfig):
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.layers = nn.ModuleList(
+            TextGRUResidualBlock(config, config.embedding_size if i == 0 else config.output_size)
+            for i in range(config.num_hidden_layers)
+        )
+        self.final_norm = nn.LayerNorm(config.output_size) if config.layer_norm else nn.Identity()
+        self.pooler = TextGRUPooler(config)
+        # Under torch.no_grad, run the GRUs on packed sequences (skips padded steps; same result).
+        self.packed_inference = True
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    def _check_inputs(self, input_ids, attention_mask, inputs_embeds):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("TextGRU: pass exactly one of `input_ids` or `inputs_embeds`.")
+        shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
+        if len(shape) != 2:
+            raise ValueError(f"TextGRU: `input_ids` must have shape (batch, seq_len); got {tuple(shape)}.")
+        if input_ids is not None and input_ids.numel() > 0 and not torch.jit.is_tracing():
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= self.config.vocab_size:
+                bad = high if high >= self.config.vocab_size else low
+                raise ValueError(
+                    f"TextGRU: token id {bad} is outside [0, vocab_size={self.config.vocab_size}) (largest id "
+                    f"allowed: {self.config.vocab_size - 1}). The tokenizer does not match the model: build the "
+                    "model with `vocab_size=len(tokenizer)`, or call `model.resize_token_embeddings(len(tokenizer))`."
+                )
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(shape):
+            raise ValueError(
+                f"TextGRU: `attention_mask` has shape {tuple(attention_mask.shape)} but the inputs have shape "
+                f"{tuple(shape)}; it needs one 0/1 entry per token."
+            )
+        return shape
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        """Encode a batch.
+
+        Args:
+            input_ids: token ids, (batch, seq_len). Padding may sit anywhere the mask says it does.
+            attention_mask: 1 for real tokens, 0 for padding, (batch, seq_len). Defaults to all ones.
+            inputs_embeds: embeddings to use instead of `input_ids`, (batch, seq_len, embedding_size).
+            output_hidden_states: also return the embeddings and every layer's output.
+            output_attentions: also return the attention-pooling weights, (batch, heads, seq_len).
+            return_dict: return a `BaseModelOutputWithPooling` (default) rather than a tuple.
+        """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        batch_size, seq_len = self._check_inputs(input_ids, attention_mask, inputs_embeds)
+
+        embeds = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        device = embeds.device
+        mask = (
+            torch.ones(batch_size, seq_len, dtype=torch.bool, device=device)
+            if attention_mask is None
+            else attention_mask.to(device).bool()
+        )
+        lengths = mask.sum(1)  # (batch,)
+        positions = torch.arange(seq_len, device=device).unsqueeze(0)  # (1, seq_len)
+
+        # The recurrent stack runs on right-padded, trimmed input: move real tokens to the front of each row
+        # (only when the mask is not already right-padded, e.g. a left-padding tokenizer) and drop the
+        # columns that are padding in every row.
+        order = None
+        if seq_len > 0 and not torch.jit.is_tracing() and not torch.equal(mask, positions < lengths.unsqueeze(1)):
+            order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # real positions first
+            embeds = embeds.gather(1, order.unsqueeze(-1).expand(-1, -1, embeds.size(-1)))
+        width = seq_len if torch.jit.is_tracing() or seq_len == 0 else max(int(lengths.max()), 1)
+        embeds = embeds[:, :width]
+        step_mask = (positions[:, :width] < lengths.unsqueeze(1)).unsqueeze(-1).to(embeds.dtype)  # (batch, width, 1)
+        reversal = _reversal_index(lengths, width)
+        packed = self.packed_inference and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+        x = self.embedding_dropout(embeds) * step_mask  # (batch, width, embedding_size)
+        hidden_states = [x] if output_hidden_states else None
+        for layer in self.layers:
+            x = layer(x, lengths, reversal, step_mask, packed)  # (batch, width, output_size)
+            if output_hidden_states:
+                hidden_states.append(x)
+        x = self.final_norm(x) * step_mask
+        pooled, weights = self.pooler(x, step_mask, lengths)  # (batch, pooled_size), (batch, heads, width)
+
+        def restore(t: torch.Tensor) -> torch.Tensor:
+            # (batch, width, dim) -> (batch, seq_len, dim): pad back and undo the move to the front, so
+            # positions match the caller's tokens
+            if t.size(1) < seq_len:
+                t = torch.cat([t, t.new_zeros(t.size(0), seq_len - t.size(1), t.size(2))], dim=1)
+            if order is not None:
+                t = torch.zeros_like(t).scatter(1, order.unsqueeze(-1).expand(-1, -1, t.size(-1)), t)
+            return t
+
+        last_hidden_state = restore(x)
+        all_hidden = tuple(restore(h) for h in hidden_states) if output_hidden_states else None
+        attentions = None
+        if output_attentions and weights is not None:
+            attentions = (restore(weights.transpose(1, 2)).transpose(1, 2),)  # (batch, heads, seq_len)
+        if not return_dict:
+            return tuple(v for v in (last_hidden_state, pooled, all_hidden, attentions) if v is not None)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=last_hidden_state,
+            pooler_output=pooled,
+            hidden_states=all_hidden,
+            attentions=attentions,
+        )
+
+
+class TextGRUForSequenceClassification(TextGRUPreTrainedModel):
+    """TextGRU encoder with a linear head: single-label, multi-label or regression, by `config.problem_type`.
+
+    Example:
+
+    >>> import torch
+    >>> from textgru import TextGRUConfig, TextGRUForSequenceClassification
+    >>> model = TextGRUForSequenceClassification(TextGRUConfig(vocab_size=100, hidden_size=32, num_labels=2))
+    >>> out = model(torch.tensor([[5, 6, 7]]), labels=torch.tensor([1]))
+    >>> tuple(out.logits.shape), out.loss.dim()
+    ((1, 2), 0)
+    """
+
+    _auto_class = "AutoModelForSequenceClassification"
+
+    def __init__(self, config: TextGRUConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.textgru = TextGRUModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.pooled_size, config.num_labels)
+        self.post_init()
+
+    def _check_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        problem = self.config.problem_type
+        if problem is None and self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
+            problem = "single_label_classification"
+        if problem == "single_label_classification":
+            valid = (labels == -100) | ((labels >= 0) & (labels < self.num_labels))
+            if not bool(valid.all()):
+                bad = labels[~valid][0].item()
+                raise ValueError(
+                    f"TextGRU: label {bad} is out of range for num_labels={self.num_labels} (valid: 0.."
+                    f"{self.num_labels - 1}, or -100 to ignore). Build the model with the data's label set "
+                    "(`num_labels`, `id2label`, `label2id`)."
+                )
+        elif problem == "multi_label_classification":
+            if labels.shape != logits.shape:
+                raise ValueError(
+                    f"TextGRU: multi-label targets need shape (batch, num_labels={self.num_labels}); got "
+                    f"{tuple(labels.shape)}."
+                )
+            labels = labels.to(logits.dtype)
+        elif problem == "regression":
+            labels = labels.to(logits.dtype)
+        return labels
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        """Classify a batch.
+
+        Args:
+            input_ids, attention_mask, inputs_embeds, output_hidden_states, output_attentions: as in `TextGRUModel`.
+            labels: class ids (batch,) for single-label, 0/1 targets (batch, num_labels) for multi-label,
+                floats for regression. When given, the output carries the loss.
+            return_dict: return a `SequenceClassifierOutput` (default) rather than a tuple.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        encoded = self.textgru(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.classifier(self.dropout(encoded.pooler_output))  # (batch, num_labels)
+        loss = None
+        if labels is not None:
+            labels = self._check_labels(labels.to(logits.device), logits)
+            loss = self.loss_function(labels, logits, self.config)
+        if not return_dict:
+            out = tuple(v for v in (logits, encoded.hidden_states, encoded.attentions) if v is not None)
+            return ((loss,) + out) if loss is not None else out
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions
+        )
+
+
+__all__ = ["TextGRUPreTrainedModel", "TextGRUModel", "TextGRUForSequenceClassification"]
