@@ -28,26 +28,19 @@ from transformers import (
 
 from .configuration_textgru import TextGRUConfig
 from .data import LabelInfo, carve_validation, check_text_columns, load_raw_datasets, prepare_labels, tokenize_datasets
-from .evaluation import build_compute_metrics, predictions_from_logits
+from .evaluation import best_model_kwargs, build_compute_metrics, predictions_from_logits
 from .modeling_textgru import TextGRUForSequenceClassification
 from .recipe_args import DataArguments, ModelArguments
 from .tokenization import check_tokenizer_matches_model, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
-# metric used to keep the best checkpoint, and whether larger is better
-BEST_METRIC = {
-    "single_label_classification": ("accuracy", True),
-    "multi_label_classification": ("f1_micro", True),
-    "regression": ("mse", False),
-}
 
 
 def recipe_defaults(name: str) -> dict:
     """TrainingArguments defaults tuned for a small CPU (2 cores); every one can be overridden."""
     return {
         "output_dir": f"outputs/{name}",
-        "overwrite_output_dir": True,
         "learning_rate": 2e-3,
         "weight_decay": 0.01,
         "warmup_steps": 0.05,
@@ -252,10 +245,9 @@ def run_recipe(
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("TextGRU with %.2fM parameters (%s)", n_params / 1e6, model_args.architecture())
     # 6. metric and Trainer
-    best_metric, greater = BEST_METRIC[labels.problem_type]
     if training_args.load_best_model_at_end and training_args.metric_for_best_model is None:
-        training_args.metric_for_best_model = best_metric
-        training_args.greater_is_better = greater
+        for key, value in best_model_kwargs(labels.problem_type).items():
+            setattr(training_args, key, value)
     callbacks = []
     if data_args.early_stopping_patience > 0 and training_args.load_best_model_at_end and "validation" in tokenized:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
@@ -341,7 +333,6 @@ def _write_card(output_dir, model, labels, model_args, data_args, training_args,
 
     hyper = {
         **model_args.architecture(),
-        "parameters": f"{n_params / 1e6:.2f}M",
         "learning_rate": training_args.learning_rate,
         "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
         "epochs": training_args.num_train_epochs,
@@ -366,6 +357,7 @@ def _write_card(output_dir, model, labels, model_args, data_args, training_args,
         repo_id=training_args.hub_model_id,
         training_time_s=results.get("train", {}).get("train_runtime"),
         extra_notes=None,
+        num_parameters=n_params,
     )
 
 
