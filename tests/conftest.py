@@ -31,3 +31,39 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.getbasetemp() / "hf_home"
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+
+
+TINY_CORPUS = [
+    "a wonderful film with a great cast",
+    "the plot was dull and far too long",
+    "i loved the music and the acting",
+    "a boring movie with a weak script",
+    "not good , not bad , just fine",
+    "the best film i have seen this year",
+    "the worst acting and a silly ending",
+    "funny , warm and very well made",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A WordPiece tokenizer (about 100 ids) trained in-process on `TINY_CORPUS`; `[PAD]` is id 0, `[UNK]` id 1."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordPieceTrainer(vocab_size=100, special_tokens=["[PAD]", "[UNK]"])
+    backend.train_from_iterator(TINY_CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]")
+
+
+@pytest.fixture(scope="module")
+def local_hub():
+    """An in-memory Hub (`tests/hub_server.py`) for `push_to_hub` tests. `huggingface_hub` reads its endpoint at
+    import, so the client side must run in a subprocess with `env={**os.environ, **local_hub.env()}`."""
+    from hub_server import LocalHub
+
+    with LocalHub() as hub:
+        yield hub

@@ -111,10 +111,11 @@ class TextGRUConfig(PretrainedConfig):
         self.num_attention_heads = num_attention_heads
         self.attention_hidden_size = attention_hidden_size
         self.initializer_range = initializer_range
+        self.validate_textgru(check_pad=False)  # before transformers' own checks, which give cryptic errors
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.validate_textgru()
 
-    def validate_textgru(self) -> None:
+    def validate_textgru(self, check_pad: bool = True) -> None:
         """Raise `ValueError` naming the field, the value and what is allowed, for any bad setting."""
         for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers"):
             _check_positive_int(name, getattr(self, name))
@@ -128,14 +129,16 @@ class TextGRUConfig(PretrainedConfig):
             raise ValueError(f"TextGRUConfig: `bidirectional={self.bidirectional!r}` must be True or False.")
         if not isinstance(self.layer_norm, bool):
             raise ValueError(f"TextGRUConfig: `layer_norm={self.layer_norm!r}` must be True or False.")
+        if not isinstance(self.initializer_range, (int, float)) or self.initializer_range <= 0:
+            raise ValueError(f"TextGRUConfig: `initializer_range={self.initializer_range!r}` must be positive.")
+        if not check_pad:
+            return
         pad = self.pad_token_id
         if pad is None or isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad < self.vocab_size:
             raise ValueError(
                 f"TextGRUConfig: `pad_token_id={pad!r}` must be an id in [0, vocab_size={self.vocab_size}); "
                 "set it to your tokenizer's `pad_token_id`."
             )
-        if not isinstance(self.initializer_range, (int, float)) or self.initializer_range <= 0:
-            raise ValueError(f"TextGRUConfig: `initializer_range={self.initializer_range!r}` must be positive.")
 
     @property
     def output_size(self) -> int:

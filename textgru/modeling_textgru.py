@@ -75,7 +75,8 @@ class TextGRUResidualBlock(nn.Module):
         self.rnn = TextGRUBidirectionalLayer(config, input_size)
         self.dropout = nn.Dropout(config.hidden_dropout)
         # Where the embedding width differs from the stack's, the skip path needs a projection.
-        self.projection = nn.Linear(input_size, width, bias=False) if input_size != width else nn.Identity()
+        needs_projection = input_size != width and config.residual != "none"
+        self.projection = nn.Linear(input_size, width, bias=False) if needs_projection else nn.Identity()
         self.gate = nn.Linear(2 * width, width) if config.residual == "gated" else None
 
     def forward(self, x, lengths, reversal, mask, packed: bool = False) -> torch.Tensor:
@@ -263,6 +264,11 @@ class TextGRUModel(TextGRUPreTrainedModel):
             if attention_mask is None
             else attention_mask.to(device).bool()
         )
+        requested_len = seq_len
+        if seq_len == 0:  # a batch of empty texts: run one all-padding column, so rows pool to zeros
+            embeds = embeds.new_zeros(batch_size, 1, embeds.size(-1))
+            mask = torch.zeros(batch_size, 1, dtype=torch.bool, device=device)
+            seq_len = 1
         lengths = mask.sum(1)  # (batch,)
         positions = torch.arange(seq_len, device=device).unsqueeze(0)  # (1, seq_len)
 
@@ -270,10 +276,10 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # (only when the mask is not already right-padded, e.g. a left-padding tokenizer) and drop the
         # columns that are padding in every row.
         order = None
-        if seq_len > 0 and not torch.jit.is_tracing() and not torch.equal(mask, positions < lengths.unsqueeze(1)):
+        if not torch.jit.is_tracing() and not torch.equal(mask, positions < lengths.unsqueeze(1)):
             order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # real positions first
             embeds = embeds.gather(1, order.unsqueeze(-1).expand(-1, -1, embeds.size(-1)))
-        width = seq_len if torch.jit.is_tracing() or seq_len == 0 else max(int(lengths.max()), 1)
+        width = seq_len if torch.jit.is_tracing() else max(int(lengths.max()), 1)
         embeds = embeds[:, :width]
         step_mask = (positions[:, :width] < lengths.unsqueeze(1)).unsqueeze(-1).to(embeds.dtype)  # (batch, width, 1)
         reversal = _reversal_index(lengths, width)
@@ -295,7 +301,7 @@ class TextGRUModel(TextGRUPreTrainedModel):
                 t = torch.cat([t, t.new_zeros(t.size(0), seq_len - t.size(1), t.size(2))], dim=1)
             if order is not None:
                 t = torch.zeros_like(t).scatter(1, order.unsqueeze(-1).expand(-1, -1, t.size(-1)), t)
-            return t
+            return t[:, :requested_len]
 
         last_hidden_state = restore(x)
         all_hidden = tuple(restore(h) for h in hidden_states) if output_hidden_states else None
@@ -337,8 +343,13 @@ class TextGRUForSequenceClassification(TextGRUPreTrainedModel):
 
     def _check_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         problem = self.config.problem_type
-        if problem is None and self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
-            problem = "single_label_classification"
+        if problem is None:  # the rule transformers' loss_function applies on first use
+            if self.num_labels == 1:
+                problem = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                problem = "single_label_classification"
+            else:
+                problem = "multi_label_classification"
         if problem == "single_label_classification":
             valid = (labels == -100) | ((labels >= 0) & (labels < self.num_labels))
             if not bool(valid.all()):

@@ -1,0 +1,679 @@
+"""TextGRUModel / TextGRUForSequenceClassification: outputs, exactness under padding, losses, checkpoints, errors.
+
+Every model here is tiny (vocab 100, hidden 16 per direction, 2 layers) and has its parameters perturbed away from
+their initial values (zero biases, unit LayerNorm weights), so a term that should not matter cannot hide behind a
+zero. Dropout is off unless a test says otherwise, so "train mode" means grad enabled and the padded fused GRU path,
+and `torch.no_grad()` + `eval()` means the packed path.
+"""
+
+import contextlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoModelForSequenceClassification
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+
+from textgru import TextGRUConfig, TextGRUForSequenceClassification, TextGRUModel
+
+VOCAB = 100
+HIDDEN = 16
+POOLINGS = ("attention", "mean", "max", "last")
+RESIDUALS = ("none", "add", "gated")
+LENGTHS = (5, 1, 9, 3)  # mixed lengths, including a single token
+ATOL = 1e-5
+
+
+def make_config(**overrides) -> TextGRUConfig:
+    kwargs = {
+        "vocab_size": VOCAB,
+        "embedding_size": 24,  # differs from the stack width (2 * 16): the first skip path needs its projection
+        "hidden_size": HIDDEN,
+        "num_hidden_layers": 2,
+        "attention_hidden_size": 16,
+        "num_labels": 3,
+        "embedding_dropout": 0.0,
+        "hidden_dropout": 0.0,
+        "classifier_dropout": 0.0,
+    }
+    return TextGRUConfig(**{**kwargs, **overrides})
+
+
+def perturb(model: nn.Module, seed: int = 0, scale: float = 0.2) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * scale)
+    return model
+
+
+def make_model(seed: int = 0, head: bool = True, **overrides) -> nn.Module:
+    torch.manual_seed(seed)
+    cls = TextGRUForSequenceClassification if head else TextGRUModel
+    return perturb(cls(make_config(**overrides)), seed)
+
+
+def make_rows(lengths=LENGTHS, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(1, VOCAB, (length,), generator=generator) for length in lengths]
+
+
+def pad(rows: list[torch.Tensor], side: str, extra: int = 3, seed: int = 1):
+    """Batch `rows` with `side` padding and `extra` all-padding columns. Padded slots hold random *non-pad* ids,
+    so only the mask can tell the model they are padding. Returns ids, mask and each row's real positions."""
+    generator = torch.Generator().manual_seed(seed)
+    width = max(len(r) for r in rows) + extra
+    ids = torch.randint(1, VOCAB, (len(rows), width), generator=generator)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    positions = []
+    for i, row in enumerate(rows):
+        if side == "right":
+            where = torch.arange(len(row))
+        elif side == "left":
+            where = torch.arange(width - len(row), width)
+        else:  # "scattered": real tokens at random places, in order, with holes between them
+            where = torch.randperm(width, generator=generator)[: len(row)].sort().values
+        ids[i, where] = row
+        mask[i, where] = 1
+        positions.append(where)
+    return ids, mask, positions
+
+
+@contextlib.contextmanager
+def path(model: nn.Module, name: str):
+    """`train`: grad enabled, padded fused GRU path. `packed`: eval + no_grad. `padded_no_grad`: packing off."""
+    encoder = model.textgru if hasattr(model, "textgru") else model
+    previous = encoder.packed_inference
+    if name == "train":
+        model.train()
+        with torch.enable_grad():
+            yield
+    else:
+        model.eval()
+        encoder.packed_inference = name == "packed"
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            encoder.packed_inference = previous
+
+
+PATHS = ("train", "packed")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Output types and shapes
+
+
+def test_encoder_output_type_and_shapes():
+    model = make_model(head=False, num_attention_heads=2).eval()
+    ids, mask, _ = pad(make_rows(), "right")
+    out = model(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    assert isinstance(out, BaseModelOutputWithPooling)
+    batch, seq_len = ids.shape
+    assert out.last_hidden_state.shape == (batch, seq_len, 2 * HIDDEN)
+    assert out.pooler_output.shape == (batch, 2 * 2 * HIDDEN)  # two attention heads, concatenated
+    assert out.attentions[0].shape == (batch, 2, seq_len)
+
+    plain = model(ids, attention_mask=mask)
+    assert plain.hidden_states is None and plain.attentions is None
+
+    as_tuple = model(ids, attention_mask=mask, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
+    torch.testing.assert_close(as_tuple[0], plain.last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(as_tuple[1], plain.pooler_output, rtol=0, atol=0)
+    with_hidden = model(ids, attention_mask=mask, output_hidden_states=True, return_dict=False)
+    assert len(with_hidden) == 3 and len(with_hidden[2]) == 3
+
+
+def test_classifier_output_type_and_shapes():
+    model = make_model().eval()
+    ids, mask, _ = pad(make_rows(), "right")
+    labels = torch.tensor([0, 2, 1, 1])
+    out = model(ids, attention_mask=mask)
+    assert isinstance(out, SequenceClassifierOutput)
+    assert out.logits.shape == (len(LENGTHS), 3)
+    assert out.loss is None and out.hidden_states is None and out.attentions is None
+
+    logits_only = model(ids, attention_mask=mask, return_dict=False)
+    assert isinstance(logits_only, tuple) and len(logits_only) == 1
+    torch.testing.assert_close(logits_only[0], out.logits, rtol=0, atol=0)
+    loss, logits = model(ids, attention_mask=mask, labels=labels, return_dict=False)
+    assert loss.dim() == 0
+    torch.testing.assert_close(logits, out.logits, rtol=0, atol=0)
+
+    extras = model(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    assert len(extras.hidden_states) == 3 and extras.attentions[0].shape == (len(LENGTHS), 1, ids.shape[1])
+
+
+def test_config_flags_switch_extra_outputs_on():
+    model = make_model(output_hidden_states=True).eval()
+    out = model(torch.tensor([[5, 6, 7]]))
+    assert out.hidden_states is not None and len(out.hidden_states) == 3
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_hidden_states_count_and_widths(num_layers):
+    model = make_model(head=False, num_hidden_layers=num_layers, layer_norm=False).eval()
+    ids, mask, _ = pad(make_rows(), "right")
+    out = model(ids, attention_mask=mask, output_hidden_states=True)
+    assert len(out.hidden_states) == num_layers + 1  # embeddings + every layer
+    assert out.hidden_states[0].shape == (*ids.shape, 24)  # the embeddings keep their own width
+    assert all(h.shape == (*ids.shape, 2 * HIDDEN) for h in out.hidden_states[1:])
+    # without layer norm the stack's last output is the last hidden state
+    torch.testing.assert_close(out.hidden_states[-1], out.last_hidden_state, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Exactness under padding
+
+
+def assert_rows_match_unpadded_runs(model, ids, mask, positions, rows):
+    encoder = model.textgru
+    batch = encoder(ids, attention_mask=mask, output_hidden_states=True)
+    logits = model(ids, attention_mask=mask).logits
+    for i, (row, where) in enumerate(zip(rows, positions)):
+        alone = encoder(row[None], output_hidden_states=True)
+        alone_logits = model(row[None]).logits
+        torch.testing.assert_close(logits[i], alone_logits[0], rtol=0, atol=ATOL)
+        torch.testing.assert_close(batch.pooler_output[i], alone.pooler_output[0], rtol=0, atol=ATOL)
+        # every position of every layer, both directions: the backward half is what padding would corrupt
+        torch.testing.assert_close(batch.last_hidden_state[i, where], alone.last_hidden_state[0], rtol=0, atol=ATOL)
+        for layer, (padded, single) in enumerate(zip(batch.hidden_states, alone.hidden_states)):
+            torch.testing.assert_close(padded[i, where], single[0], rtol=0, atol=ATOL, msg=f"layer {layer}, row {i}")
+        padding = torch.ones(ids.shape[1], dtype=torch.bool)
+        padding[where] = False
+        assert torch.all(batch.last_hidden_state[i, padding] == 0), "padding positions must stay exactly zero"
+        assert all(torch.all(h[i, padding] == 0) for h in batch.hidden_states)
+
+
+@pytest.mark.parametrize("run", PATHS)
+@pytest.mark.parametrize("side", ["right", "left", "scattered"])
+@pytest.mark.parametrize("residual", RESIDUALS)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_padding_invariance(pooling, residual, side, run):
+    model = make_model(pooling=pooling, residual=residual)
+    rows = make_rows()
+    ids, mask, positions = pad(rows, side)
+    with path(model, run):
+        assert_rows_match_unpadded_runs(model, ids, mask, positions, rows)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"bidirectional": False, "pooling": "last"},
+        {"bidirectional": False, "pooling": "attention", "num_attention_heads": 3},
+        {"layer_norm": False, "pooling": "max"},
+        {"embedding_size": 2 * HIDDEN, "residual": "gated"},  # no projection on the skip path
+        {"num_hidden_layers": 1, "pooling": "mean"},
+    ],
+)
+@pytest.mark.parametrize("run", [*PATHS, "padded_no_grad"])
+def test_padding_invariance_other_shapes(overrides, run):
+    model = make_model(**overrides)
+    rows = make_rows(lengths=(2, 7, 1, 4, 7))
+    ids, mask, positions = pad(rows, "left", extra=2)
+    with path(model, run):
+        assert_rows_match_unpadded_runs(model, ids, mask, positions, rows)
+
+
+@pytest.mark.parametrize("run, packs", [("train", False), ("packed", True), ("padded_no_grad", False)])
+def test_paths_are_the_ones_the_tests_claim(run, packs, monkeypatch):
+    calls = []
+    original = nn.utils.rnn.pack_padded_sequence
+    monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = make_model()
+    ids, mask, _ = pad(make_rows(), "right")
+    with path(model, run):
+        model(ids, attention_mask=mask)
+    assert bool(calls) == packs
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_packed_and_padded_paths_agree(pooling):
+    model = make_model(pooling=pooling)
+    ids, mask, _ = pad(make_rows(), "right")
+    results = {}
+    for run in ("train", "packed", "padded_no_grad"):
+        with path(model, run):
+            results[run] = model(ids, attention_mask=mask, output_hidden_states=True)
+    for run in ("packed", "padded_no_grad"):
+        torch.testing.assert_close(results[run].logits, results["train"].logits.detach(), rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("run", PATHS)
+def test_bidirectional_layer_matches_torch_on_unpadded_rows(run):
+    """An independent reference: torch's own bidirectional GRU on each row alone (no padding, so it is exact).
+
+    The self-consistency tests above would still pass if the backward GRU read the row forwards, or read the
+    padding first in every case; this one would not.
+    """
+    model = make_model(head=False, num_hidden_layers=1, residual="none", layer_norm=False, pooling="mean")
+    rnn = model.layers[0].rnn
+    reference = nn.GRU(24, HIDDEN, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(reference, name).copy_(getattr(rnn.forward_gru, name))
+            getattr(reference, f"{name}_reverse").copy_(getattr(rnn.backward_gru, name))
+    rows = make_rows()
+    for side in ("right", "left"):
+        ids, mask, positions = pad(rows, side)
+        with path(model, run):
+            layer_output = model(ids, attention_mask=mask, output_hidden_states=True).hidden_states[1]
+            for i, (row, where) in enumerate(zip(rows, positions)):
+                expected = reference(model.embeddings(row[None]))[0][0]  # (length, 2 * hidden)
+                got = layer_output[i, where]
+                torch.testing.assert_close(got[:, HIDDEN:], expected[:, HIDDEN:], rtol=0, atol=ATOL, msg="backward")
+                torch.testing.assert_close(got[:, :HIDDEN], expected[:, :HIDDEN], rtol=0, atol=ATOL, msg="forward")
+
+
+def test_padding_receives_no_gradient():
+    model = make_model().train()
+    ids, mask, positions = pad(make_rows(), "left")
+    embeds = model.textgru.embeddings(ids).detach().requires_grad_(True)
+    model(inputs_embeds=embeds, attention_mask=mask).logits.square().sum().backward()
+    real = mask.bool()
+    assert torch.all(embeds.grad[~real] == 0), "outputs must not depend on what sits in padded slots"
+    assert embeds.grad[real].abs().sum(-1).min() > 0, "every real token must influence the output"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pooling
+
+
+@pytest.mark.parametrize("run", PATHS)
+@pytest.mark.parametrize("side", ["right", "left", "scattered"])
+def test_attention_pooling_gives_padding_exactly_zero_weight(side, run):
+    model = make_model(head=False, num_attention_heads=2)
+    rows = make_rows()
+    ids, mask, positions = pad(rows, side)
+    with path(model, run):
+        out = model(ids, attention_mask=mask, output_attentions=True)
+    weights = out.attentions[0]  # (batch, heads, seq_len), in the caller's token positions
+    assert torch.all(weights[mask[:, None, :].expand_as(weights) == 0] == 0)
+    assert torch.all(weights >= 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(len(rows), 2), rtol=0, atol=ATOL)
+    # the pooled vector is the weighted sum of the token states, head by head
+    expected = torch.einsum("bhs,bsd->bhd", weights, out.last_hidden_state).flatten(1)
+    torch.testing.assert_close(out.pooler_output, expected, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("pooling", ["mean", "max", "last"])
+def test_simple_poolings_read_only_real_tokens(pooling, bidirectional):
+    model = make_model(head=False, pooling=pooling, bidirectional=bidirectional).eval()
+    rows = make_rows()
+    ids, mask, positions = pad(rows, "scattered")
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask, output_attentions=True)
+    assert out.attentions is None  # only attention pooling has weights to show
+    for i, where in enumerate(positions):
+        states = out.last_hidden_state[i, where]  # (length, width), real tokens in reading order
+        if pooling == "mean":
+            expected = states.mean(0)
+        elif pooling == "max":
+            expected = states.max(0).values
+        elif bidirectional:  # forward direction's final state + backward direction's final state (at the start)
+            expected = torch.cat([states[-1, :HIDDEN], states[0, HIDDEN:]])
+        else:
+            expected = states[-1]
+        torch.testing.assert_close(out.pooler_output[i], expected, rtol=0, atol=ATOL)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Empty rows and empty batches
+
+
+@pytest.mark.parametrize("run", PATHS)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_empty_rows_pool_to_zero_and_logits_equal_the_bias(pooling, run):
+    model = make_model(pooling=pooling)  # perturbed: the classifier bias is not zero
+    assert model.classifier.bias.abs().min() > 0
+    rows = make_rows(lengths=(4, 6))
+    ids, mask, _ = pad(rows, "right")
+    ids = torch.cat([ids[:1], ids[:1], ids[1:]])  # rows: real, empty, real
+    mask = torch.cat([mask[:1], torch.zeros_like(mask[:1]), mask[1:]])
+    with path(model, run):
+        encoded = model.textgru(ids, attention_mask=mask, output_attentions=True)
+        logits = model(ids, attention_mask=mask).logits
+        alone = [model(row[None]).logits[0] for row in rows]
+    assert torch.isfinite(logits).all() and torch.isfinite(encoded.last_hidden_state).all()
+    assert torch.all(encoded.pooler_output[1] == 0)
+    assert torch.all(encoded.last_hidden_state[1] == 0)
+    torch.testing.assert_close(logits[1], model.classifier.bias.detach(), rtol=0, atol=0)
+    if pooling == "attention":
+        assert torch.all(encoded.attentions[0][1] == 0)
+    torch.testing.assert_close(logits[0], alone[0], rtol=0, atol=ATOL)  # neighbours are unaffected
+    torch.testing.assert_close(logits[2], alone[1], rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("run", PATHS)
+def test_a_batch_of_only_empty_rows(run):
+    model = make_model()
+    ids = torch.randint(1, VOCAB, (3, 5))
+    with path(model, run):
+        logits = model(ids, attention_mask=torch.zeros_like(ids)).logits
+    torch.testing.assert_close(logits, model.classifier.bias.detach().expand(3, -1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("run", PATHS)
+def test_zero_length_inputs_behave_like_empty_rows(run):
+    model = make_model()
+    ids = torch.zeros(2, 0, dtype=torch.long)
+    with path(model, run):
+        logits = model(ids, attention_mask=torch.zeros_like(ids)).logits
+    torch.testing.assert_close(logits, model.classifier.bias.detach().expand(2, -1), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Residual connections
+
+
+def test_add_residual_changes_the_function_and_follows_its_formula():
+    add = make_model(head=False, residual="add", embedding_size=2 * HIDDEN).eval()
+    plain = TextGRUModel(make_config(residual="none", embedding_size=2 * HIDDEN)).eval()
+    plain.load_state_dict(add.state_dict())  # same parameters: only the wiring differs
+    ids, mask, _ = pad(make_rows(), "right")
+    with torch.no_grad():
+        out_add = add(ids, attention_mask=mask, output_hidden_states=True)
+        out_plain = plain(ids, attention_mask=mask, output_hidden_states=True)
+        assert (out_add.pooler_output - out_plain.pooler_output).abs().max() > 1e-3
+        # x_1 = x_0 + GRU(norm(x_0)) and the plain stack's x_1 = GRU(norm(x_0)): the difference is x_0 itself
+        x0 = out_add.hidden_states[0]
+        torch.testing.assert_close(out_add.hidden_states[1] - out_plain.hidden_states[1], x0, rtol=0, atol=ATOL)
+
+
+def test_gated_residual_has_gate_parameters_and_interpolates():
+    model = make_model(head=False, residual="gated").eval()
+    width = 2 * HIDDEN
+    for layer in model.layers:
+        assert isinstance(layer.gate, nn.Linear) and layer.gate.weight.shape == (width, 2 * width)
+    assert all(layer.gate is None for layer in make_model(head=False, residual="add").layers)
+
+    ids, mask, _ = pad(make_rows(), "right")
+    real = mask.bool()
+    with torch.no_grad():
+        baseline = model(ids, attention_mask=mask, output_hidden_states=True)
+        for layer in model.layers:
+            layer.gate.weight.zero_()
+            layer.gate.bias.fill_(-100.0)  # gates shut: every layer passes its (projected) input through
+        shut = model(ids, attention_mask=mask, output_hidden_states=True)
+        torch.testing.assert_close(shut.hidden_states[2][real], shut.hidden_states[1][real], rtol=0, atol=ATOL)
+        projected = model.layers[0].projection(shut.hidden_states[0])
+        torch.testing.assert_close(shut.hidden_states[1][real], projected[real], rtol=0, atol=ATOL)
+        assert (baseline.pooler_output - shut.pooler_output).abs().max() > 1e-3
+
+        for layer in model.layers:
+            layer.gate.bias.fill_(100.0)  # gates open: a plain stack, the same as residual="none"
+        opened = model(ids, attention_mask=mask)
+        plain = TextGRUModel(make_config(residual="none")).eval()
+        missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+        # the plain stack has neither gates nor a skip projection
+        assert not missing and all(".gate." in name or ".projection." in name for name in unexpected)
+        torch.testing.assert_close(
+            opened.pooler_output, plain(ids, attention_mask=mask).pooler_output, rtol=0, atol=ATOL
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Losses and gradients
+
+
+def test_single_label_loss_is_cross_entropy():
+    model = make_model().eval()
+    ids, mask, _ = pad(make_rows(), "left")
+    labels = torch.tensor([2, 0, 1, -100])  # -100 is ignored, as everywhere in transformers
+    out = model(ids, attention_mask=mask, labels=labels)
+    assert model.config.problem_type == "single_label_classification"
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels, ignore_index=-100))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.long])
+def test_multi_label_loss_is_binary_cross_entropy(dtype):
+    model = make_model(problem_type="multi_label_classification").eval()
+    ids, mask, _ = pad(make_rows(), "right")
+    targets = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]])
+    out = model(ids, attention_mask=mask, labels=targets.to(dtype))
+    torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, targets.float()))
+
+
+def test_regression_loss_is_mean_squared_error():
+    model = make_model(num_labels=1, problem_type="regression").eval()
+    ids, mask, _ = pad(make_rows(), "right")
+    targets = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    out = model(ids, attention_mask=mask, labels=targets)
+    assert out.logits.shape == (4, 1)
+    torch.testing.assert_close(out.loss, F.mse_loss(out.logits.squeeze(-1), targets))
+
+
+@pytest.mark.parametrize(
+    "residual",
+    [
+        "none",
+        "add",
+        "gated",
+    ],
+)
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_backward_reaches_every_parameter(pooling, residual):
+    model = make_model(pooling=pooling, residual=residual, num_attention_heads=2).train()
+    ids, mask, _ = pad(make_rows(), "right")
+    model(ids, attention_mask=mask, labels=torch.tensor([0, 1, 2, 1])).loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+@pytest.mark.parametrize(
+    "overrides, labels",
+    [
+        ({"problem_type": "multi_label_classification"}, torch.tensor([[1.0, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]])),
+        ({"problem_type": "regression", "num_labels": 1}, torch.tensor([0.5, -1.0, 2.0, 0.0])),
+    ],
+)
+def test_backward_is_finite_for_other_problem_types(overrides, labels):
+    model = make_model(**overrides).train()
+    ids, mask, _ = pad(make_rows(), "left")
+    model(ids, attention_mask=mask, labels=labels).loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    assert grads["classifier.weight"].abs().sum() > 0 and grads["textgru.embeddings.weight"].abs().sum() > 0
+
+
+def test_dropout_is_active_in_train_mode_only():
+    model = make_model(embedding_dropout=0.3, hidden_dropout=0.3, classifier_dropout=0.3)
+    ids, mask, _ = pad(make_rows(), "right")
+    model.eval()
+    torch.testing.assert_close(model(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
+    model.train()
+    assert not torch.allclose(model(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# inputs_embeds
+
+
+@pytest.mark.parametrize("run", PATHS)
+def test_inputs_embeds_path_equals_input_ids_path(run):
+    model = make_model()
+    ids, mask, _ = pad(make_rows(), "left")
+    with path(model, run):
+        from_ids = model(ids, attention_mask=mask).logits
+        from_embeds = model(inputs_embeds=model.get_input_embeddings()(ids), attention_mask=mask).logits
+    torch.testing.assert_close(from_embeds, from_ids, rtol=0, atol=ATOL)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Initialisation, saving and loading
+
+
+def assert_sane_parameters(model: nn.Module) -> None:
+    for name, param in model.named_parameters():
+        assert torch.isfinite(param).all(), f"{name} is not finite"
+        assert param.abs().max() < 10, f"{name} holds garbage (max |w| = {param.abs().max():.3g})"
+    for module in model.modules():
+        if isinstance(module, nn.GRU):
+            for name, param in module.named_parameters():
+                if name.startswith("weight"):
+                    assert param.std() > 1e-3, f"GRU {name} was left at zero"
+
+
+def test_fresh_model_is_initialised_sensibly():
+    torch.manual_seed(0)
+    model = TextGRUForSequenceClassification(make_config(pad_token_id=5))
+    assert_sane_parameters(model)
+    assert torch.all(model.textgru.embeddings.weight[5] == 0), "the padding embedding starts at zero"
+    assert model.textgru.embeddings.weight.std().item() == pytest.approx(0.02, rel=0.2)  # initializer_range
+    assert torch.all(model.textgru.final_norm.weight == 1) and torch.all(model.classifier.bias == 0)
+    assert type(AutoModelForSequenceClassification.from_config(model.config)) is TextGRUForSequenceClassification
+
+
+def test_save_and_load_give_identical_logits(tmp_path):
+    model = make_model(residual="gated", pooling="attention").eval()
+    ids, mask, _ = pad(make_rows(), "left")
+    with torch.no_grad():
+        expected = model(ids, attention_mask=mask).logits
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert (tmp_path / "config.json").is_file()
+
+    for loaded in (
+        TextGRUForSequenceClassification.from_pretrained(tmp_path),
+        AutoModelForSequenceClassification.from_pretrained(tmp_path),
+    ):
+        assert type(loaded) is TextGRUForSequenceClassification
+        assert not loaded.training  # from_pretrained returns an eval-mode model
+        assert loaded.config.residual == "gated"
+        for name, param in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[name], param), name
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(ids, attention_mask=mask).logits, expected, rtol=0, atol=0)
+
+
+def test_encoder_checkpoint_loads_into_the_classifier(tmp_path):
+    encoder = make_model(head=False)
+    encoder.save_pretrained(tmp_path)
+    classifier = TextGRUForSequenceClassification.from_pretrained(tmp_path, num_labels=4)
+    assert classifier.config.num_labels == 4
+    assert_sane_parameters(classifier)  # the new head was initialised, not left as garbage
+    assert classifier.classifier.weight.std().item() == pytest.approx(0.02, rel=0.3)
+    for name, param in encoder.state_dict().items():
+        assert torch.equal(classifier.textgru.state_dict()[name], param), f"{name} did not load"
+
+    ids, mask, _ = pad(make_rows(), "right")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            classifier.textgru(ids, attention_mask=mask).pooler_output,
+            encoder.eval()(ids, attention_mask=mask).pooler_output,
+            rtol=0,
+            atol=0,
+        )
+
+
+def test_classifier_checkpoint_loads_into_the_encoder(tmp_path):
+    classifier = make_model()
+    classifier.save_pretrained(tmp_path)
+    for encoder in (TextGRUModel.from_pretrained(tmp_path), AutoModel.from_pretrained(tmp_path)):
+        assert type(encoder) is TextGRUModel
+        for name, param in classifier.textgru.state_dict().items():
+            assert torch.equal(encoder.state_dict()[name], param), name
+
+
+def test_missing_gru_weights_are_initialised_not_garbage(tmp_path):
+    """transformers builds the model on the meta device and initialises only what the checkpoint lacks."""
+    model = make_model()
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    dropped = [name for name in weights if ".backward_gru." in name or name.startswith("classifier.")]
+    assert len(dropped) == 2 * 4 + 2
+    save_file({k: v for k, v in weights.items() if k not in dropped}, tmp_path / "model.safetensors", {"format": "pt"})
+
+    loaded = TextGRUForSequenceClassification.from_pretrained(tmp_path)
+    assert_sane_parameters(loaded)
+    state = loaded.state_dict()
+    for name in dropped:
+        assert not torch.equal(state[name], weights[name]), f"{name} should have been re-initialised"
+        if "bias" in name:
+            assert torch.all(state[name] == 0), name
+    hh = state["textgru.layers.0.rnn.backward_gru.weight_hh_l0"]  # (3 * hidden, hidden), orthogonal columns
+    torch.testing.assert_close(hh.T @ hh, torch.eye(HIDDEN), rtol=0, atol=1e-4)
+    for name in weights.keys() - set(dropped):  # everything else loaded as saved
+        assert torch.equal(state[name], weights[name]), name
+
+
+def test_resize_token_embeddings_as_the_error_message_suggests():
+    model = make_model().eval()
+    with pytest.raises(ValueError, match="resize_token_embeddings"):
+        model(torch.tensor([[VOCAB + 10]]))
+    model.resize_token_embeddings(VOCAB + 20)
+    assert model.config.vocab_size == VOCAB + 20
+    logits = model(torch.tensor([[VOCAB + 10, 3]])).logits
+    assert torch.isfinite(logits).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Errors a user can cause
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return make_model().eval()
+
+
+def test_token_id_past_the_vocabulary_names_the_limits(classifier):
+    with pytest.raises(ValueError) as error:
+        classifier(torch.tensor([[5, VOCAB, 7]]))
+    message = str(error.value)
+    assert f"token id {VOCAB}" in message and f"vocab_size={VOCAB}" in message and f"{VOCAB - 1}" in message
+    assert "len(tokenizer)" in message
+
+
+def test_negative_token_id_is_rejected(classifier):
+    with pytest.raises(ValueError, match=r"token id -1 .*vocab_size=100"):
+        classifier(torch.tensor([[5, -1, 7]]))
+
+
+def test_attention_mask_of_the_wrong_shape_is_rejected(classifier):
+    with pytest.raises(ValueError, match=r"attention_mask.*\(2, 4\).*\(2, 3\)"):
+        classifier(torch.ones(2, 3, dtype=torch.long), attention_mask=torch.ones(2, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 4)])  # a bare row, or one dimension too many
+def test_input_ids_must_be_two_dimensional(classifier, shape):
+    with pytest.raises(ValueError, match=r"\(batch, seq_len\)"):
+        classifier(torch.ones(shape, dtype=torch.long))
+
+
+def test_exactly_one_of_ids_or_embeddings(classifier):
+    ids = torch.tensor([[1, 2]])
+    with pytest.raises(ValueError, match="exactly one"):
+        classifier(ids, inputs_embeds=classifier.get_input_embeddings()(ids))
+    with pytest.raises(ValueError, match="exactly one"):
+        classifier()
+
+
+@pytest.mark.parametrize("bad_label", [3, -1, 17])
+def test_label_out_of_range_names_num_labels(bad_label):
+    model = make_model().eval()
+    with pytest.raises(ValueError) as error:
+        model(torch.tensor([[1, 2], [3, 4]]), labels=torch.tensor([0, bad_label]))
+    message = str(error.value)
+    assert f"label {bad_label}" in message and "num_labels=3" in message and "-100" in message
+
+
+def test_multi_label_targets_of_the_wrong_shape_are_rejected():
+    model = make_model(problem_type="multi_label_classification").eval()
+    with pytest.raises(ValueError, match=r"multi-label targets need shape \(batch, num_labels=3\); got \(2,\)"):
+        model(torch.tensor([[1, 2], [3, 4]]), labels=torch.tensor([1.0, 0.0]))
+
+
+def test_inferred_multi_label_targets_of_the_wrong_shape_are_rejected():
+    # problem_type unset: float targets with num_labels > 1 mean multi-label, as transformers' loss infers
+    model = make_model().eval()
+    assert model.config.problem_type is None
+    with pytest.raises(ValueError, match=r"multi-label targets need shape \(batch, num_labels=3\); got \(2, 2\)"):
+        model(torch.tensor([[1, 2], [3, 4]]), labels=torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
