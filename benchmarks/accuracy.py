@@ -44,8 +44,8 @@ def tfidf_baseline(config_path: Path, data_dir: str) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from textgru.recipe_args import parse_recipe_args
     from textgru.recipe import load_data
+    from textgru.recipe_args import parse_recipe_args
 
     _, data_args, training_args = parse_recipe_args(
         {"output_dir": "/tmp/unused"}, [str(config_path), "--data_dir", data_dir]

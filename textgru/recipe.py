@@ -36,7 +36,6 @@ from .tokenization import check_tokenizer_matches_model, load_tokenizer, train_t
 logger = logging.getLogger(__name__)
 
 
-
 def recipe_defaults(name: str) -> dict:
     """TrainingArguments defaults tuned for a small CPU (2 cores); every one can be overridden."""
     return {
@@ -76,7 +75,9 @@ class TimeBudgetCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.start is not None and time.perf_counter() - self.start > self.seconds:
-            logger.warning("Time budget of %.1f min reached at step %d: stopping.", self.seconds / 60, state.global_step)
+            logger.warning(
+                "Time budget of %.1f min reached at step %d: stopping.", self.seconds / 60, state.global_step
+            )
             control.should_training_stop = True
             control.should_evaluate = args.eval_strategy != "no"
             control.should_save = args.save_strategy != "no"
@@ -90,7 +91,9 @@ def _filter_rows(raw: DatasetDict, spec: str) -> DatasetDict:
     keep = set(values.split("|"))
     for split, ds in raw.items():
         if column not in ds.column_names:
-            raise ValueError(f"--filter_rows: column {column!r} is not in split {split!r} (columns: {ds.column_names}).")
+            raise ValueError(
+                f"--filter_rows: column {column!r} is not in split {split!r} (columns: {ds.column_names})."
+            )
     out = raw.filter(lambda row: str(row[column]) in keep, desc=f"Keeping {spec}")
     for split, ds in out.items():
         if len(ds) == 0:
@@ -117,9 +120,14 @@ def load_data(data_args: DataArguments, seed: int) -> tuple[DatasetDict, LabelIn
         every = concatenate_datasets([raw[s] for s in raw])
         is_test = np.asarray(every[data_args.fold_column]) == data_args.test_fold
         raw = DatasetDict(train=every.select(np.flatnonzero(~is_test)), test=every.select(np.flatnonzero(is_test)))
-        logger.info("Fold %s of %r is the test split (%d rows).", data_args.test_fold, data_args.fold_column, len(raw["test"]))
+        logger.info(
+            "Fold %s of %r is the test split (%d rows).", data_args.test_fold, data_args.fold_column, len(raw["test"])
+        )
     raw, labels = prepare_labels(
-        raw, data_args.label_column_name, problem_type=data_args.problem_type, label_delimiter=data_args.label_delimiter
+        raw,
+        data_args.label_column_name,
+        problem_type=data_args.problem_type,
+        label_delimiter=data_args.label_delimiter,
     )
     stratify = "labels" if labels.problem_type == "single_label_classification" else None
     if "test" not in raw and data_args.test_split_percentage > 0:
@@ -144,6 +152,24 @@ def load_data(data_args: DataArguments, seed: int) -> tuple[DatasetDict, LabelIn
     check_text_columns(raw, data_args.text_columns)
     logger.info("Splits: %s", {k: len(v) for k, v in raw.items()})
     return raw, labels
+
+
+def load_unlabeled_texts(data_args: DataArguments) -> list[str]:
+    """Texts of `--unlabeled_files` (empty when none are given)."""
+    if not data_args.unlabeled_files:
+        return []
+    column = data_args.unlabeled_text_column or data_args.text_columns[0]
+    texts: list[str] = []
+    for path in data_args.unlabeled_files.split(","):
+        ds = load_raw_datasets(train_file=data_args.resolve(path.strip()))["train"]
+        if column not in ds.column_names:
+            raise ValueError(
+                f"--unlabeled_files {path}: no column {column!r} (columns: {ds.column_names}); "
+                "set --unlabeled_text_column."
+            )
+        texts.extend(t for t in ds[column] if isinstance(t, str))
+    logger.info("Read %d unlabelled texts from %s", len(texts), data_args.unlabeled_files)
+    return texts
 
 
 def build_tokenizer(
@@ -235,17 +261,33 @@ def run_recipe(
     # 1-2. data and labels
     raw, labels = load_data(data_args, training_args.seed)
     text_columns = data_args.text_columns
-    # 3. tokenizer
-    tokenizer = build_tokenizer(model_args, raw["train"][text_columns[0]], training_args)
+    # 3. tokenizer (trained on the training text and any unlabelled text)
+    unlabeled = load_unlabeled_texts(data_args)
+    tokenizer = build_tokenizer(model_args, list(raw["train"][text_columns[0]]) + unlabeled, training_args)
     # 4. tokenized data
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_datasets(raw, tokenizer, text_columns, max_length=model_args.max_seq_length)
     # 5. model
     model = build_model(model_args, tokenizer, labels)
+    if model_args.pretrain_embeddings:
+        from .embeddings import load_embeddings_into, pretrain_embeddings
+
+        texts = [t for c in text_columns for t in raw["train"][c]] + unlabeled
+        vectors, found = pretrain_embeddings(
+            tokenizer,
+            texts,
+            dim=model.config.embedding_size,
+            epochs=model_args.pretrain_epochs,
+            max_length=model_args.max_seq_length,
+            seed=training_args.seed,
+        )
+        load_embeddings_into(model, vectors, found)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("TextGRU with %.2fM parameters (%s)", n_params / 1e6, model_args.architecture())
     # 6. metric and Trainer
-    if training_args.load_best_model_at_end and training_args.metric_for_best_model is None:
+    if training_args.load_best_model_at_end and training_args.metric_for_best_model in (None, "loss"):
+        # TrainingArguments fills in "loss" when nothing was asked for; keep the best model by the task's
+        # metric instead (pass --metric_for_best_model eval_loss to select by loss)
         for key, value in best_model_kwargs(labels.problem_type).items():
             setattr(training_args, key, value)
     callbacks = []
@@ -345,7 +387,7 @@ def _write_card(output_dir, model, labels, model_args, data_args, training_args,
         output_dir,
         model_name=Path(training_args.output_dir).name,
         config=model.config,
-        label_names=labels.label_names,
+        label_names=labels.label_names or [data_args.label_column_name],  # regression: the predicted column
         problem_type=labels.problem_type,
         dataset_name=dataset,
         dataset_description=f"{task}: {data_args.dataset_name or data_args.train_file}",
@@ -379,7 +421,9 @@ def parse_and_run(defaults: dict, task: str, args: list[str] | None = None) -> t
 def format_results_table(results: dict[str, dict[str, float]]) -> str:
     """A markdown table of the evaluation metrics per split (what the recipes print at the end)."""
     splits = [s for s in ("validation", "test") if s in results]
-    keys = sorted({k.split("_", 1)[1] for s in splits for k in results[s] if not k.endswith(("runtime", "per_second"))})
+    keys = sorted(
+        {k.split("_", 1)[1] for s in splits for k in results[s] if not k.endswith(("runtime", "per_second"))}
+    )
     lines = ["| metric | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
     for key in keys:
         cells = []

@@ -23,7 +23,9 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Fine-tune an existing TextGRU model (local folder or Hub id) instead of building a new one."},
+        metadata={
+            "help": "Fine-tune an existing TextGRU model (local folder or Hub id) instead of building a new one."
+        },
     )
     tokenizer_name: str | None = field(
         default=None,
@@ -36,6 +38,14 @@ class ModelArguments:
     tokenizer_min_frequency: int = field(default=2, metadata={"help": "Minimum count for a trained token."})
     lowercase: bool = field(default=True, metadata={"help": "Lowercase text in a trained tokenizer."})
     max_seq_length: int = field(default=256, metadata={"help": "Texts are truncated to this many tokens."})
+    pretrain_embeddings: bool = field(
+        default=False,
+        metadata={
+            "help": "Initialise the embeddings with word2vec vectors learnt on the training text plus any "
+            "--unlabeled_files (needs gensim: pip install 'textgru[pretrain]')."
+        },
+    )
+    pretrain_epochs: int = field(default=5, metadata={"help": "Word2vec epochs for --pretrain_embeddings."})
     embedding_size: int = field(default=128, metadata={"help": "Width of the token embeddings."})
     hidden_size: int = field(default=128, metadata={"help": "GRU hidden size per direction."})
     num_hidden_layers: int = field(default=2, metadata={"help": "Number of stacked GRU layers."})
@@ -74,6 +84,14 @@ class DataArguments:
     train_file: str | None = field(default=None, metadata={"help": "csv, tsv, json, jsonl or parquet file."})
     validation_file: str | None = field(default=None, metadata={"help": "Validation file (same format)."})
     test_file: str | None = field(default=None, metadata={"help": "Test file (same format)."})
+    unlabeled_files: str | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabelled text (comma-separated files, same formats) for the tokenizer and "
+            "--pretrain_embeddings; read from --unlabeled_text_column (default: the first text column)."
+        },
+    )
+    unlabeled_text_column: str | None = field(default=None, metadata={"help": "Text column of --unlabeled_files."})
     text_column_names: str = field(
         default="text", metadata={"help": "One text column, or two separated by a comma (encoded as a pair)."}
     )
@@ -143,11 +161,16 @@ def parse_recipe_args(
             config = json.loads(config_path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"Recipe config {config_path} is not valid JSON: {err}") from err
-        known = {a.dest for a in parser._actions}
-        unknown = sorted(set(config) - known - {"_comment", "_doc"})
+        unknown = sorted(set(config) - {a.dest for a in parser._actions} - {"_comment", "_doc"})
         if unknown:
-            raise ValueError(f"Recipe config {config_path} has unknown keys {unknown}; see --help for the valid names.")
+            raise ValueError(
+                f"Recipe config {config_path} has unknown keys {unknown}; see --help for the valid names."
+            )
         merged.update({k: v for k, v in config.items() if not k.startswith("_")})
+    known = {a.dest for a in parser._actions}
+    stray = sorted(set(merged) - known)
+    if stray:
+        raise ValueError(f"Unknown recipe settings {stray}; see --help for the valid names.")
     parser.set_defaults(**merged)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=args)
     return model_args, data_args, training_args

@@ -1,0 +1,152 @@
+"""Markdown tables and a bar plot from the JSON report of benchmarks/speed.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATASETS = ("sst2", "imdb")
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return f"{value:,}"
+
+
+def _load(values) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) if values else "–"
+
+
+def _tput_key(report: dict) -> str:
+    return f"throughput_b{report['meta']['args']['batch_size']}"
+
+
+def markdown(report: dict) -> str:
+    """The report as markdown: environment, inference table, ratios, training table."""
+    meta, env = report["meta"], report["meta"]["environment"]
+    args, data = meta["args"], meta["data"]
+    tput = _tput_key(report)
+    batch = args["batch_size"]
+    lines = [
+        "# CPU speed: TextGRU vs baselines",
+        "",
+        f"- CPU: {env['cpu_model']} ({env['logical_cpus']} logical CPUs); threads: torch {env['torch_num_threads']}, "
+        f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, onnxruntime intra-op {env['onnxruntime_intra_op_threads']}",
+        f"- load average (1, 5, 15 min) at start / end: {_load(env['load_average_start'])} / "
+        f"{_load(env.get('load_average_end'))}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in env['versions'].items() if v)}",
+        f"- data: {data['source']}; "
+        + "; ".join(
+            f"{name}: {info['texts']} texts, mean {info['tokens_mean']:.0f} tokens (max {info['tokens_max']})"
+            for name, info in data["inputs"].items()
+        )
+        + f"; documents truncated at {data['max_tokens']} tokens for every model",
+        f"- {args['repeats']} interleaved repeats (medians shown); quick mode: {args['quick']}; "
+        f"total {meta['seconds_total']:.0f} s",
+        "",
+        "## Inference",
+        "",
+        f"| contender | params | disk MB | peak RSS MB | batch-1 ms/text SST-2 | batch-1 ms/text IMDB | "
+        f"batch-{batch} texts/s SST-2 | batch-{batch} texts/s IMDB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in report["contenders"].items():
+        memory = c.get("memory", {})
+        params = f"{c['parameters'] / 1e6:.1f}M" if c.get("parameters") else "–"
+        lines.append(
+            f"| {name} | {params} | {_fmt(c['disk_mb'])} | {_fmt(memory.get('peak_rss_mb'), 0)} | "
+            + " | ".join(_fmt(c["latency_b1_ms"][d]["median"], 2) for d in DATASETS)
+            + " | "
+            + " | ".join(_fmt(c[tput][d]["median"], 0) for d in DATASETS)
+            + " |"
+        )
+    for name, reason in report.get("skipped", {}).items():
+        lines.append(f"| {name} | skipped: {reason} | | | | | | |")
+    for ref_key, ratios in report.get("ratios", {}).items():
+        reference = ref_key.removeprefix("vs_")
+        lines += [
+            "",
+            f"Speed-up vs {reference} (>1 = faster than {reference}; same run):",
+            "",
+            f"| contender | batch-1 SST-2 | batch-1 IMDB | batch-{batch} SST-2 | batch-{batch} IMDB |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, r in ratios.items():
+            cells = [r[f"latency_b1_{d}"] for d in DATASETS] + [r[f"{tput}_{d}"] for d in DATASETS]
+            lines.append(f"| {name} | " + " | ".join(f"{x:.2f}x" for x in cells) + " |")
+    lines += ["", "Contenders:", ""]
+    lines += [f"- **{name}**: {c['description']}" for name, c in report["contenders"].items()]
+    training = report.get("training")
+    if training:
+        lines += [
+            "",
+            "## Training throughput (equal width and depth)",
+            "",
+            f"Matmul peak (fp32, 2048x2048, 1 thread): {training['matmul_peak_gflops_1_thread']:.1f} GFLOP/s.",
+            "",
+            "| data | model | batches | real tokens/s | padded tokens/s | padding | step s (median) | "
+            "GFLOP/s executed | % of matmul peak |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for dataset in DATASETS:
+            if dataset not in training:
+                continue
+            for model, batching in (("textgru", "length-grouped"), ("plain-bigru", "random")):
+                r = training[dataset][model]
+                lines.append(
+                    f"| {dataset} | {model} | {batching}, {r['batch_size']} x {r['steps']} | "
+                    f"{_fmt(r['real_tokens_per_s'], 0)} | {_fmt(r['padded_tokens_per_s'], 0)} | "
+                    f"{r['padding_fraction']:.0%} | {r['step_seconds_median']:.3f} | "
+                    f"{r['gflops_per_s_executed']:.1f} | {r['fraction_of_matmul_peak']:.0%} |"
+                )
+            ratio = training[dataset]["textgru_vs_plain_real_tokens_per_s"]
+            lines.append(f"| {dataset} | **textgru / plain** | | **{ratio:.2f}x** | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    """Log-scale bars: batch-1 latency and batched throughput per data set (and training tokens/s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tput = _tput_key(report)
+    names = list(report["contenders"])
+    training = report.get("training")
+    panels = 3 if training else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2))
+    width = 0.38
+    for ax, (key, title, unit) in zip(
+        axes,
+        (
+            ("latency_b1_ms", "batch-1 latency (lower is better)", "ms per text"),
+            (tput, f"batch-{report['meta']['args']['batch_size']} throughput (higher is better)", "texts / s"),
+        ),
+    ):
+        for offset, dataset in zip((-width / 2, width / 2), DATASETS):
+            values = [report["contenders"][n][key][dataset]["median"] for n in names]
+            ax.bar([i + offset for i in range(len(names))], values, width, label=dataset)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit)
+        ax.legend(fontsize=8)
+    if training:
+        ax = axes[2]
+        models = ("textgru", "plain-bigru")
+        for offset, dataset in zip((-width / 2, width / 2), DATASETS):
+            if dataset in training:
+                values = [training[dataset][m]["real_tokens_per_s"] for m in models]
+                ax.bar([i + offset for i in range(len(models))], values, width, label=dataset)
+        ax.set_xticks(range(len(models)), ["textgru\n(length-grouped)", "plain BiGRU\n(random batches)"], fontsize=8)
+        ax.set_title("training throughput (higher is better)", fontsize=10)
+        ax.set_ylabel("real tokens / s")
+        ax.legend(fontsize=8)
+    env = report["meta"]["environment"]
+    fig.suptitle(f"{env['cpu_model']}, {env['torch_num_threads']} thread(s)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,105 @@
+"""Smoke test of benchmarks/speed.py: a --quick run reports every field for every contender (no timing claims)."""
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def speed():
+    spec = importlib.util.spec_from_file_location("textgru_benchmarks_speed", BENCHMARKS / "speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path for its _helpers
+    yield module
+    sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def quick_report(speed, tmp_path_factory):
+    """One quick run for the module. Real SST-2 / IMDB slices where ../shared/data exists, generated texts elsewhere.
+    Memory probes (a fresh interpreter per contender) are tested on one cheap contender below instead."""
+    out = tmp_path_factory.mktemp("speed")
+    saved = os.environ.get("OMP_NUM_THREADS")
+    try:
+        speed.main(["--quick", "--no-memory", "--out", str(out), "--data-dir", str(SHARED_DATA)])
+    finally:
+        os.environ["OMP_NUM_THREADS"] = saved if saved is not None else "1"
+    return out, json.loads((out / "speed.json").read_text())
+
+
+def test_every_contender_has_every_figure(speed, quick_report):
+    import _contenders
+
+    out, report = quick_report
+    contenders, skipped = report["contenders"], report["skipped"]
+    assert set(contenders) | set(skipped) == set(_contenders.CONTENDERS)
+    assert set(skipped) <= {"fasttext"}  # the only optional contender
+    repeats = report["meta"]["args"]["repeats"]
+    for name, entry in contenders.items():
+        assert entry["description"] and entry["disk_mb"] > 0, name
+        for dataset in ("sst2", "imdb"):
+            latency, throughput = entry["latency_b1_ms"][dataset], entry["throughput_b64"][dataset]
+            assert len(latency["per_repeat"]) == len(throughput["per_repeat"]) == repeats, name
+            assert latency["median"] > 0 and latency["p90"] >= latency["median"] * 0.5 and throughput["median"] > 0
+        for reference in ("distilbert", "plain-bigru"):
+            ratios = report["ratios"][f"vs_{reference}"][name]
+            assert set(ratios) == {f"{k}_{d}" for k in ("latency_b1", "throughput_b64") for d in ("sst2", "imdb")}
+        assert name in (out / "speed.md").read_text()
+    assert contenders["distilbert"]["parameters"] > 60_000_000  # DistilBertConfig() defaults, not a toy
+    assert report["ratios"]["vs_distilbert"]["distilbert"]["latency_b1_sst2"] == pytest.approx(1.0)
+    assert (out / "speed.png").stat().st_size > 0
+
+
+def test_environment_and_inputs_are_recorded(quick_report):
+    _, report = quick_report
+    env = report["meta"]["environment"]
+    assert env["OMP_NUM_THREADS"] == "1" and env["torch_num_threads"] == 1
+    assert env["cpu_model"] and env["versions"]["torch"]
+    inputs = report["meta"]["data"]["inputs"]
+    assert inputs["imdb"]["tokens_max"] <= report["meta"]["data"]["max_tokens"]  # documents cut for every model
+    assert "seed" in inputs["sst2"]["order"]
+
+
+def test_training_comparison_fields(quick_report):
+    _, report = quick_report
+    training = report["training"]
+    assert training["matmul_peak_gflops_1_thread"] > 0
+    for dataset in ("sst2", "imdb"):
+        for model in ("textgru", "plain-bigru"):
+            run = training[dataset][model]
+            assert run["steps"] == report["meta"]["args"]["train_steps"]
+            assert run["real_tokens"] <= run["padded_tokens"]
+            assert run["real_tokens_per_s"] > 0 and run["gflops_per_s_executed"] > 0
+            assert 0 <= run["fraction_of_matmul_peak"]
+        assert training[dataset]["textgru_vs_plain_real_tokens_per_s"] > 0
+        # equal width and depth: the plain BiGRU mirrors TextGRU's default config
+        configs = training[dataset]["configs"]
+        assert configs["plain-bigru"]["num_layers"] == 2 and configs["plain-bigru"]["hidden_size"] == 128
+
+
+def test_memory_probe_runs_in_a_fresh_process(speed, tmp_path):
+    import _contenders
+
+    texts = ["a fine film", "a dull , slow film"] * 20
+    ctx = _contenders.Context(tmp_path, texts, [1, 0] * 20)
+    _contenders.build_contender("tfidf-logreg", ctx, tmp_path / "tfidf")
+    args = speed.parse_args(["--quick", "--threads", "1"])
+    result = speed.measure_memory("tfidf-logreg", tmp_path / "tfidf", texts, args, dict(os.environ))
+    assert "error" not in result, result
+    assert 0 < result["baseline_rss_mb"] <= result["peak_rss_mb"]
+
+
+def test_missing_data_falls_back_to_generated_texts(speed, tmp_path):
+    import _data
+
+    args = speed.parse_args(["--quick", "--data-dir", str(tmp_path / "absent")])
+    data = _data.load_data(args)
+    assert data["source"] == "synthetic"
+    assert len(data["sst2_test"][0]) >= args.n_texts and len(data["imdb_test"][0]) >= args.n_docs

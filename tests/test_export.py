@@ -1,0 +1,306 @@
+"""Fast inference formats: int8 quantisation (parity, save/load), ONNX (parity with eager), `textgru export`."""
+
+import json
+import random
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from textgru import TextGRUConfig, TextGRUForSequenceClassification
+from textgru.cli import main
+from textgru.export import (
+    MANIFEST_NAME,
+    QUANTIZED_WEIGHTS_NAME,
+    ExportFormatError,
+    export_onnx,
+    load_quantized,
+    quantize_dynamic,
+    require_onnxruntime,
+    save_quantized,
+)
+from textgru.inference import OnnxTextClassifier, TextClassifier, encode_texts, fast_backend, load_classifier
+from textgru.tokenization import train_tokenizer
+
+POSITIVE = ["good", "great", "superb", "moving", "funny", "clever"]
+NEGATIVE = ["bad", "dull", "awful", "boring", "weak", "messy"]
+FILLER = ["the", "film", "plot", "actors", "a", "is", "and", "story", "scene", "it", "was", "with"]
+
+
+def make_texts(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Sentences whose label is 1 when they hold more positive than negative words (mixed lengths, 2-40 words)."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        strong, weak = (POSITIVE, NEGATIVE) if label else (NEGATIVE, POSITIVE)
+        words = [rng.choice(FILLER) for _ in range(rng.randint(1, 36))]
+        words += [rng.choice(strong) for _ in range(rng.randint(1, 3))]
+        words += [rng.choice(weak) for _ in range(rng.randint(0, 1))]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(make_texts(300, seed=1)[0], vocab_size=600, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tokenizer):
+    """A tiny TextGRU (hidden 32, 2 layers) trained 60 steps on the generated task: its logits mean something."""
+    torch.manual_seed(0)
+    config = TextGRUConfig(
+        vocab_size=len(tokenizer),
+        embedding_size=32,
+        hidden_size=32,
+        num_hidden_layers=2,
+        attention_hidden_size=32,
+        num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
+    model = TextGRUForSequenceClassification(config)
+    texts, labels = make_texts(640, seed=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(60):
+        batch = slice((step * 32) % 640, (step * 32) % 640 + 32)
+        enc = tokenizer(texts[batch], padding=True, return_tensors="pt")
+        loss = model(**enc, labels=torch.tensor(labels[batch])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained, tokenizer, tmp_path_factory):
+    path = tmp_path_factory.mktemp("fp32")
+    trained.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def test_texts():
+    return make_texts(200, seed=3)
+
+
+def test_trained_fixture_learned_the_task(trained, tokenizer, test_texts):
+    """Guards the parity tests below: agreement between two untrained models would say little."""
+    texts, labels = test_texts
+    predicted = TextClassifier(trained, tokenizer).predict(texts).argmax(-1)
+    assert (predicted == np.array(labels)).mean() >= 0.8
+
+
+def test_quantize_dynamic_replaces_every_gru_and_linear(trained):
+    quantized = quantize_dynamic(trained)
+    grus = [m for m in quantized.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.GRU)]
+    assert len(grus) == 2 * trained.config.num_hidden_layers  # a forward and a backward GRU per layer
+    assert not [m for m in quantized.modules() if type(m) in (nn.GRU, nn.Linear, nn.Embedding)]
+    assert isinstance(quantized.textgru.embeddings, torch.ao.nn.quantized.Embedding)
+    # the input model is untouched
+    assert type(trained.textgru.layers[0].rnn.forward_gru) is nn.GRU
+    assert not quantized.training
+
+
+def test_quantized_model_runs_both_paths(trained):
+    """The packed path (no_grad) and the padded path (grad enabled, as in tracing) both run after quantisation."""
+    quantized = quantize_dynamic(trained)
+    ids = torch.randint(4, trained.config.vocab_size, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    mask[2, 1:] = 0
+    with torch.no_grad():
+        packed = quantized(input_ids=ids * mask, attention_mask=mask).logits
+        reference = trained(input_ids=ids * mask, attention_mask=mask).logits
+    padded = quantized(input_ids=ids * mask, attention_mask=mask).logits.detach()
+    assert torch.isfinite(packed).all() and torch.isfinite(padded).all()
+    # both approximate the fp32 logits; they differ slightly from each other (activation scales are per call)
+    assert (packed - reference).abs().max() < 0.1
+    assert (padded - reference).abs().max() < 0.1
+
+
+def test_int8_parity_with_fp32(trained, tokenizer, test_texts):
+    """int8 is approximate. Tolerance: >= 97% label agreement and every logit within 0.1 (logits span ~+-4)."""
+    texts, _ = test_texts
+    fp32 = TextClassifier(trained, tokenizer).predict(texts)
+    int8 = TextClassifier(quantize_dynamic(trained), tokenizer).predict(texts)
+    assert np.abs(fp32).max() > 1.0  # a trained model, so the bound below is meaningful
+    assert (fp32.argmax(-1) == int8.argmax(-1)).mean() >= 0.97
+    assert np.abs(fp32 - int8).max() < 0.1
+
+
+def test_quantized_save_load_round_trip_is_exact(trained, tokenizer, test_texts, tmp_path):
+    quantized = quantize_dynamic(trained)
+    save_quantized(quantized, tmp_path / "int8", tokenizer=tokenizer)
+    loaded = load_quantized(tmp_path / "int8")
+    texts, _ = test_texts
+    np.testing.assert_array_equal(
+        TextClassifier(quantized, tokenizer).predict(texts), TextClassifier(loaded, tokenizer).predict(texts)
+    )
+    manifest = json.loads((tmp_path / "int8" / MANIFEST_NAME).read_text())
+    assert manifest["format"] == "textgru-int8-dynamic" and manifest["torch_version"] == torch.__version__
+    # ~4x smaller than the fp32 weights (8-bit weights plus per-tensor / per-row scales and pickling overhead)
+    fp32_bytes = sum(p.numel() * 4 for p in trained.parameters())
+    assert (tmp_path / "int8" / QUANTIZED_WEIGHTS_NAME).stat().st_size < 0.4 * fp32_bytes
+
+
+def test_save_quantized_refuses_fp32_model_and_existing_folder(trained, tmp_path):
+    with pytest.raises(ValueError, match="quantize_dynamic"):
+        save_quantized(trained, tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_quantized(quantize_dynamic(trained), tmp_path / "b")
+    assert (tmp_path / "b" / "keep.txt").exists()
+
+
+def test_load_quantized_refuses_corrupt_or_mismatched_folders(trained, tokenizer, tmp_path):
+    save_quantized(quantize_dynamic(trained), tmp_path / "int8", tokenizer=tokenizer)
+    weights = tmp_path / "int8" / QUANTIZED_WEIGHTS_NAME
+    data = weights.read_bytes()
+
+    weights.write_bytes(data[: len(data) // 2])  # truncated download
+    with pytest.raises(ExportFormatError, match="corrupt.*re-export"):
+        load_quantized(tmp_path / "int8")
+
+    weights.unlink()
+    with pytest.raises(ExportFormatError, match="missing"):
+        load_quantized(tmp_path / "int8")
+    weights.write_bytes(data)
+
+    config_file = tmp_path / "int8" / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "hidden_size": 48}))  # weights no longer fit the architecture
+    with pytest.raises(ExportFormatError, match="does not match"):
+        load_quantized(tmp_path / "int8")
+
+    with pytest.raises(ExportFormatError, match="not a textgru export folder"):
+        load_quantized(tmp_path)
+    (tmp_path / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(ExportFormatError, match="unreadable"):
+        load_quantized(tmp_path)
+
+
+def test_onnx_matches_eager_on_mixed_lengths(trained, tokenizer, test_texts, tmp_path):
+    pytest.importorskip("onnxruntime")
+    export_onnx(trained, tokenizer, tmp_path / "onnx")
+    onnx_model = OnnxTextClassifier(tmp_path / "onnx")
+    eager = TextClassifier(trained, tokenizer)
+    texts = test_texts[0][:50] + ["", "good"]  # an empty text and a one-token text too
+    for batch_size in (1, 7, 64):  # batch and sequence axes are dynamic
+        np.testing.assert_allclose(onnx_model.predict(texts, batch_size), eager.predict(texts, batch_size), atol=1e-4)
+    assert load_classifier(tmp_path / "onnx").classify(["good"])[0]["label"] == eager.classify(["good"])[0]["label"]
+
+
+def test_onnx_encoder_export_outputs_states_and_pooled(trained, tokenizer, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    export_onnx(trained.textgru, tokenizer, tmp_path / "encoder")
+    session = ort.InferenceSession(str(tmp_path / "encoder" / "model.onnx"), providers=["CPUExecutionProvider"])
+    ids, mask = encode_texts(fast_backend(tokenizer), ["good film", "a", "dull plot and weak actors"], pad_id=0)
+    states, pooled = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    with torch.no_grad():
+        eager = trained.textgru(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    np.testing.assert_allclose(states, eager.last_hidden_state.numpy(), atol=1e-4)
+    np.testing.assert_allclose(pooled, eager.pooler_output.numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="encoder export"):
+        OnnxTextClassifier(tmp_path / "encoder")
+
+
+def test_onnx_export_leaves_model_in_its_mode_and_nothing_behind_on_failure(trained, tokenizer, tmp_path):
+    pytest.importorskip("onnxruntime")
+    trained.train()
+    try:
+        with pytest.raises(RuntimeError, match="differs from eager"):
+            export_onnx(trained, tokenizer, tmp_path / "onnx", atol=-1.0)  # no export can pass this check
+        assert trained.training  # the exporter restores the wrapper's mode, not the model's: we restore it
+    finally:
+        trained.eval()
+    assert list(tmp_path.iterdir()) == []  # neither the output folder nor a staging folder is left
+
+
+def test_onnx_classifier_refuses_int8_folder(trained, tokenizer, tmp_path):
+    pytest.importorskip("onnxruntime")
+    save_quantized(quantize_dynamic(trained), tmp_path / "int8", tokenizer=tokenizer)
+    with pytest.raises(ExportFormatError, match="not 'textgru-onnx'"):
+        OnnxTextClassifier(tmp_path / "int8")
+
+
+def test_missing_onnxruntime_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r'pip install "textgru\[export\]"'):
+        require_onnxruntime()
+
+
+def test_packed_and_padded_inference_agree(trained, tokenizer, test_texts):
+    """TextClassifier picks the padded path for batches with little padding: it must give the packed path's logits."""
+    texts, _ = test_texts
+    always_packed = TextClassifier(trained, tokenizer, packed_min_padding=0.0).predict(texts, batch_size=16)
+    never_packed = TextClassifier(trained, tokenizer, packed_min_padding=1.1).predict(texts, batch_size=16)
+    np.testing.assert_allclose(always_packed, never_packed, atol=1e-5)
+    assert trained.textgru.packed_inference  # the model's flag is restored
+
+
+def test_encode_texts_right_pads(tokenizer):
+    ids, mask = encode_texts(fast_backend(tokenizer), ["good film", "", "good"], pad_id=0)
+    assert ids.shape == mask.shape and ids.shape[0] == 3
+    assert mask.sum(1).tolist() == [len(tokenizer("good film")["input_ids"]), 0, len(tokenizer("good")["input_ids"])]
+    assert (ids[mask == 0] == 0).all()
+
+
+@pytest.mark.parametrize("fmt", ["int8", "onnx"])
+def test_cli_export_end_to_end(fmt, model_dir, trained, tokenizer, test_texts, tmp_path, capsys):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    out = tmp_path / fmt
+    assert main(["export", str(model_dir), str(out), "--format", fmt, "--check-text", "a good film"]) == 0
+    assert "a good film" in capsys.readouterr().out
+    texts, _ = test_texts
+    exported = load_classifier(out).predict(texts)
+    reference = TextClassifier(trained, tokenizer).predict(texts)
+    assert (exported.argmax(-1) == reference.argmax(-1)).mean() >= 0.97
+    # a second export to the same folder needs --overwrite
+    assert main(["export", str(model_dir), str(out), "--format", fmt]) == 2
+    assert main(["export", str(model_dir), str(out), "--format", fmt, "--overwrite"]) == 0
+
+
+def test_cli_export_bad_model_dir_is_a_clean_error(tmp_path, caplog):
+    assert main(["export", str(tmp_path / "nope"), str(tmp_path / "out"), "--format", "int8"]) == 2
+    assert "save_pretrained" in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_int8_and_onnx_agree_with_fp32_on_sst2(shared_data, tmp_path):
+    """A model trained briefly on real SST-2 sentences: int8 labels agree with fp32 on >= 97% of the test set."""
+    pytest.importorskip("onnxruntime")
+    import pandas as pd
+
+    train = pd.read_parquet(shared_data / "sst2" / "train.parquet")
+    test = pd.read_parquet(shared_data / "sst2" / "test.parquet").head(600)
+    tokenizer = train_tokenizer(train.text.tolist(), vocab_size=4000, show_progress=False)
+    torch.manual_seed(0)
+    model = TextGRUForSequenceClassification(TextGRUConfig(vocab_size=len(tokenizer), num_labels=2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    model.train()
+    order = np.random.default_rng(0).permutation(len(train))
+    for step in range(150):
+        rows = train.iloc[order[step * 32 : (step + 1) * 32]]
+        enc = tokenizer(rows.text.tolist(), padding=True, return_tensors="pt")
+        model(**enc, labels=torch.tensor(rows.label.values)).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    texts = test.text.tolist()
+    fp32 = TextClassifier(model, tokenizer).predict(texts)
+    assert (fp32.argmax(-1) == test.label.values).mean() > 0.6  # it learned something
+    int8 = TextClassifier(quantize_dynamic(model), tokenizer).predict(texts)
+    assert (int8.argmax(-1) == fp32.argmax(-1)).mean() >= 0.97
+    export_onnx(model, tokenizer, tmp_path / "onnx")
+    np.testing.assert_allclose(OnnxTextClassifier(tmp_path / "onnx").predict(texts), fp32, atol=1e-4)

@@ -1,0 +1,263 @@
+"""Text in, predictions out: one small predictor for eager, int8 and ONNX TextGRU models.
+
+`TextClassifier` runs a PyTorch model (fp32 or the int8 model of `textgru.export.quantize_dynamic`);
+`OnnxTextClassifier` runs an ONNX export with onnxruntime, tokenizers and numpy only (this module imports
+torch and transformers lazily, though `import textgru` itself still loads them). Both tokenise with the
+`tokenizers` backend directly (right padding, to the longest text of each batch) and expose the same two calls:
+
+- `predict(texts, batch_size)` -> logits, a float32 array (n_texts, num_labels);
+- `classify(texts, batch_size)` (also `__call__`) -> one dict per text: `{"label", "score"}` for single-label
+  models, `{"labels", "scores"}` for multi-label ones, `{"score"}` for regression.
+
+`load_classifier(path)` picks the right one for a folder written by `save_pretrained`, `save_quantized` or
+`export_onnx`.
+
+>>> clf = load_classifier("outputs/sst2-export-int8")  # doctest: +SKIP
+>>> clf(["a gripping, beautifully shot film"])  # doctest: +SKIP
+[{'label': 'positive', 'score': 0.97}]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+_NO_LIMIT = 1_000_000  # transformers' "no limit" model_max_length is ~1e30
+
+
+def fast_backend(tokenizer) -> Tokenizer:
+    """A private copy of a tokenizer's Rust backend with padding and truncation switched off.
+
+    Args:
+        tokenizer: A `PreTrainedTokenizerFast`, a `tokenizers.Tokenizer`, or a folder / `tokenizer.json` path.
+    """
+    if isinstance(tokenizer, (str, os.PathLike)):
+        path = Path(tokenizer)
+        path = path / "tokenizer.json" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"No tokenizer.json at {path}; save the tokenizer with `save_pretrained` there.")
+        backend = Tokenizer.from_file(str(path))
+    elif isinstance(tokenizer, Tokenizer):
+        backend = Tokenizer.from_str(tokenizer.to_str())
+    elif hasattr(tokenizer, "backend_tokenizer"):
+        backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    else:
+        raise TypeError(
+            "Expected a fast tokenizer (PreTrainedTokenizerFast or tokenizers.Tokenizer), got "
+            f"{type(tokenizer).__name__}."
+        )
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
+def encode_texts(backend: Tokenizer, texts: Sequence[str], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tokenise and right-pad `texts` to the longest one (at least one column).
+
+    Args:
+        backend: A `tokenizers.Tokenizer` (truncation, if any, configured on it).
+        texts: The texts.
+        pad_id: Id written at padded positions.
+
+    Returns:
+        `input_ids` and `attention_mask`, int64 arrays of shape (len(texts), width).
+    """
+    encodings = backend.encode_batch(list(texts))
+    width = max([len(e.ids) for e in encodings] + [1])
+    ids = np.full((len(encodings), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(encodings), width), dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        ids[row, : len(encoding.ids)] = encoding.ids
+        mask[row, : len(encoding.ids)] = 1
+    return ids, mask
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class _Classifier:
+    """Shared batching and post-processing; subclasses provide `_logits(ids, mask)`."""
+
+    def __init__(self, backend: Tokenizer, config: dict, max_length: int | None, batch_size: int):
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length={max_length} must be a positive number of tokens (or None for no limit).")
+        self.backend = backend
+        if max_length is not None:
+            self.backend.enable_truncation(max_length)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.pad_id = int(config.get("pad_token_id") or 0)
+        self.problem_type = config.get("problem_type")
+        self.id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
+
+    def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Logits for `texts`, a float32 array (n_texts, num_labels), in input order.
+
+        Args:
+            texts: The texts to classify.
+            batch_size: Texts per forward pass (default: the one given at construction).
+        """
+        if isinstance(texts, str):
+            raise TypeError("predict expects a list of texts; wrap a single text in a list.")
+        batch_size = batch_size or self.batch_size
+        chunks = [
+            self._logits(*encode_texts(self.backend, texts[i : i + batch_size], self.pad_id))
+            for i in range(0, len(texts), batch_size)
+        ]
+        if not chunks:
+            return np.zeros((0, max(len(self.id2label), 1)), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    def classify(self, texts: Sequence[str], batch_size: int | None = None) -> list[dict]:
+        """Predicted labels with scores, one dict per text (see the module docstring).
+
+        Args:
+            texts: The texts to classify.
+            batch_size: Texts per forward pass.
+        """
+        logits = self.predict(texts, batch_size)
+        name = lambda i: self.id2label.get(int(i), f"LABEL_{int(i)}")  # noqa: E731
+        if self.problem_type == "regression":
+            return [{"score": float(row[0]) if row.size == 1 else row.tolist()} for row in logits]
+        if self.problem_type == "multi_label_classification":
+            probs = 1.0 / (1.0 + np.exp(-logits))
+            return [
+                {
+                    "labels": [name(i) for i in np.flatnonzero(p >= 0.5)],
+                    "scores": {name(i): float(v) for i, v in enumerate(p)},
+                }
+                for p in probs
+            ]
+        probs = _softmax(logits)
+        return [{"label": name(p.argmax()), "score": float(p.max())} for p in probs]
+
+    __call__ = classify
+
+
+def _default_max_length(tokenizer) -> int | None:
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < _NO_LIMIT else None
+
+
+class TextClassifier(_Classifier):
+    """Predictor for a PyTorch TextGRU classifier, fp32 or int8.
+
+    Args:
+        model: A `TextGRUForSequenceClassification` (or its `quantize_dynamic` copy). Put in eval mode.
+        tokenizer: Its fast tokenizer (`PreTrainedTokenizerFast`, `tokenizers.Tokenizer` or a folder path).
+        max_length: Truncate texts to this many tokens. Default: the tokenizer's `model_max_length`, if it has one.
+        batch_size: Default texts per forward pass.
+        packed_min_padding: Run a batch on packed sequences only when at least this fraction of it is padding.
+            Packing skips padded steps but costs a sort and copies per GRU, so it loses on batches with little
+            padding (always at batch size 1). The padded path gives the same logits for the right-padded batches
+            built here. 0 restores the model's own rule (packed whenever gradients are off).
+    """
+
+    def __init__(
+        self, model, tokenizer, max_length: int | None = None, batch_size: int = 32, packed_min_padding: float = 0.25
+    ):
+        import torch
+
+        self._torch = torch
+        self.model = model.eval()
+        self.packed_min_padding = packed_min_padding
+        max_length = max_length if max_length is not None else _default_max_length(tokenizer)
+        super().__init__(fast_backend(tokenizer), model.config.to_dict(), max_length, batch_size)
+
+    def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        encoder = getattr(self.model, "textgru", None)
+        packed = getattr(encoder, "packed_inference", None)
+        if packed is not None:  # not thread-safe: one predictor per thread
+            encoder.packed_inference = packed and 1.0 - float(mask.mean()) >= self.packed_min_padding
+        try:
+            with torch.no_grad():
+                out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        finally:
+            if packed is not None:
+                encoder.packed_inference = packed
+        return out.logits.numpy()
+
+
+class OnnxTextClassifier(_Classifier):
+    """Predictor for a folder written by `textgru.export.export_onnx`, run with onnxruntime on the CPU.
+
+    Args:
+        path: The export folder (model.onnx, tokenizer.json, config.json, textgru_export.json).
+        intra_op_num_threads: Threads onnxruntime may use inside an operator (1 = no contention with other work).
+        max_length: Truncate texts to this many tokens. Default: `model_max_length` from tokenizer_config.json.
+        batch_size: Default texts per forward pass.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        intra_op_num_threads: int = 1,
+        max_length: int | None = None,
+        batch_size: int = 32,
+    ):
+        from .export import ONNX_FORMAT, ONNX_NAME, read_manifest, require_onnxruntime
+
+        ort = require_onnxruntime()
+        folder = Path(path)
+        manifest = read_manifest(folder, ONNX_FORMAT)
+        if manifest.get("outputs", ["logits"])[0] != "logits":
+            raise ValueError(f"{folder} holds an encoder export (no logits); OnnxTextClassifier needs a classifier.")
+        config = json.loads((folder / "config.json").read_text())
+        config["pad_token_id"] = manifest.get("pad_token_id", config.get("pad_token_id"))
+        if max_length is None and (folder / "tokenizer_config.json").is_file():
+            limit = json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
+            max_length = int(limit) if isinstance(limit, (int, float)) and 0 < limit < _NO_LIMIT else None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_num_threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(folder / ONNX_NAME), options, providers=["CPUExecutionProvider"])
+        super().__init__(fast_backend(folder), config, max_length, batch_size)
+
+    def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+
+
+def load_classifier(path: str | os.PathLike, **kwargs) -> TextClassifier | OnnxTextClassifier:
+    """Predictor for any saved TextGRU classifier folder: `save_pretrained` (fp32), int8 or ONNX export.
+
+    Args:
+        path: The folder.
+        **kwargs: Passed to the predictor (`max_length`, `batch_size`; `intra_op_num_threads` for ONNX).
+    """
+    from .export import INT8_FORMAT, MANIFEST_NAME, ONNX_FORMAT, load_quantized, read_manifest
+
+    folder = Path(path)
+    if (folder / MANIFEST_NAME).is_file():
+        fmt = read_manifest(folder, verify=False)["format"]
+        if fmt == ONNX_FORMAT:
+            return OnnxTextClassifier(folder, **kwargs)
+        if fmt == INT8_FORMAT:
+            return TextClassifier(load_quantized(folder), _load_tokenizer(folder), **kwargs)
+        raise ValueError(f"{folder}: unknown export format {fmt!r}.")
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    return TextClassifier(model, _load_tokenizer(folder), **kwargs)
+
+
+def _load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+__all__ = ["TextClassifier", "OnnxTextClassifier", "load_classifier", "encode_texts", "fast_backend"]
