@@ -239,12 +239,18 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch):
 
 
 def test_packed_and_padded_inference_agree(trained, tokenizer, test_texts):
-    """TextClassifier picks the padded path for batches with little padding: it must give the packed path's logits."""
+    """The model packs only batches with enough padding: both paths must give the same logits."""
     texts, _ = test_texts
-    always_packed = TextClassifier(trained, tokenizer, packed_min_padding=0.0).predict(texts, batch_size=16)
-    never_packed = TextClassifier(trained, tokenizer, packed_min_padding=1.1).predict(texts, batch_size=16)
+    encoder = trained.textgru
+    previous = encoder.packed_min_fill
+    try:
+        encoder.packed_min_fill = 1.01  # always pack
+        always_packed = TextClassifier(trained, tokenizer).predict(texts, batch_size=16)
+        encoder.packed_min_fill = 0.0  # never pack
+        never_packed = TextClassifier(trained, tokenizer).predict(texts, batch_size=16)
+    finally:
+        encoder.packed_min_fill = previous
     np.testing.assert_allclose(always_packed, never_packed, atol=1e-5)
-    assert trained.textgru.packed_inference  # the model's flag is restored
 
 
 def test_encode_texts_right_pads(tokenizer):

@@ -85,7 +85,7 @@ def pad(rows: list[torch.Tensor], side: str, extra: int = 3, seed: int = 1):
 def path(model: nn.Module, name: str):
     """`train`: grad enabled, padded fused GRU path. `packed`: eval + no_grad. `padded_no_grad`: packing off."""
     encoder = model.textgru if hasattr(model, "textgru") else model
-    previous = encoder.packed_inference
+    previous = encoder.packed_inference, encoder.packed_min_fill
     if name == "train":
         model.train()
         with torch.enable_grad():
@@ -93,11 +93,12 @@ def path(model: nn.Module, name: str):
     else:
         model.eval()
         encoder.packed_inference = name == "packed"
+        encoder.packed_min_fill = 1.01  # pack whatever the padding, so the packed path is what runs
         try:
             with torch.no_grad():
                 yield
         finally:
-            encoder.packed_inference = previous
+            encoder.packed_inference, encoder.packed_min_fill = previous
 
 
 PATHS = ("train", "packed")
@@ -228,6 +229,20 @@ def test_paths_are_the_ones_the_tests_claim(run, packs, monkeypatch):
     model = make_model()
     ids, mask, _ = pad(make_rows(), "right")
     with path(model, run):
+        model(ids, attention_mask=mask)
+    assert bool(calls) == packs
+
+
+@pytest.mark.parametrize("fill, packs", [(1.0, False), (0.5, True)])
+def test_inference_packs_only_when_there_is_padding_to_skip(fill, packs, monkeypatch):
+    calls = []
+    original = nn.utils.rnn.pack_padded_sequence
+    monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = make_model().eval()
+    ids = torch.randint(1, VOCAB, (4, 10))
+    mask = torch.ones_like(ids)
+    mask[1:, int(10 * fill) :] = 0  # fill 1.0: no padding; 0.5: rows 1-3 half padding (62% real tokens)
+    with torch.no_grad():
         model(ids, attention_mask=mask)
     assert bool(calls) == packs
 

