@@ -84,6 +84,10 @@ def test_recipe_trains_saves_and_reports_on_generated_csv(tmp_path):
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
     predictions = [json.loads(line) for line in (out / "predictions_test.jsonl").read_text().splitlines()]
     assert len(predictions) == 100 and {"text", "label", "prediction", "score"} <= set(predictions[0])
+    # rows line up with the test file (v5 length-groups evaluation batches; the recipe undoes that)
+    assert [p["text"] for p in predictions] == pd.read_csv(test)["text"].tolist()
+    per_row = sum(p["label"] == p["prediction"] for p in predictions) / len(predictions)
+    assert per_row == pytest.approx(results["test"]["test_accuracy"])
     card = (out / "README.md").read_text()
     assert "trust_remote_code=True" in card and "training_curves.png" in card
     assert f"{results['test']['test_accuracy']:.4f}"[:4] in card

@@ -53,10 +53,33 @@ class TextGRUBidirectionalLayer(nn.Module):
         seq = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         return nn.utils.rnn.pad_packed_sequence(gru(seq)[0], batch_first=True, total_length=x.size(1))[0]
 
+    def _run_packed_bidirectional(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Both directions in one packed, bidirectional GRU call with the two GRUs' weights.
+
+        On packed sequences the backward direction starts at each row's own last token, so this is the same
+        computation as the two-GRU path without the reversal gathers; the ONNX exporter turns it into a single
+        bidirectional ONNX GRU with `sequence_lens`. While tracing, the packing does not sort the rows: ONNX's
+        GRU does not need sorted lengths (the trace is for export only; see `TextGRUModel.trace_packed`).
+        """
+        forward, backward = self.forward_gru, self.backward_gru
+        seq = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=torch.jit.is_tracing()
+        )
+        weights = [
+            forward.weight_ih_l0, forward.weight_hh_l0, forward.bias_ih_l0, forward.bias_hh_l0,
+            backward.weight_ih_l0, backward.weight_hh_l0, backward.bias_ih_l0, backward.bias_hh_l0,
+        ]  # fmt: skip
+        initial = x.new_zeros(2, x.size(0), forward.hidden_size)  # (directions, batch, hidden)
+        data = torch.gru(seq.data, seq.batch_sizes, initial, weights, True, 1, 0.0, False, True)[0]
+        out = nn.utils.rnn.PackedSequence(data, seq.batch_sizes, seq.sorted_indices, seq.unsorted_indices)
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
+
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor, reversal: torch.Tensor, packed: bool = False
     ) -> torch.Tensor:
         # x: (batch, seq_len, input_size), right-padded; returns (batch, seq_len, hidden * directions)
+        if packed and type(self.forward_gru) is nn.GRU and type(self.backward_gru) is nn.GRU:  # not int8 copies
+            return self._run_packed_bidirectional(x, lengths)
         out = self._run(self.forward_gru, x, lengths, packed)
         if self.backward_gru is None:
             return out
@@ -202,6 +225,9 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # than `packed_min_fill` of the batch is real tokens.
         self.packed_inference = True
         self.packed_min_fill = 0.75
+        # While tracing (ONNX export), take the packed path instead of the padded one: the exporter turns a GRU on
+        # packed sequences into an ONNX GRU with `sequence_lens`, which stops each row at its own length.
+        self.trace_packed = False
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -286,12 +312,14 @@ class TextGRUModel(TextGRUPreTrainedModel):
         step_mask = (positions[:, :width] < lengths.unsqueeze(1)).unsqueeze(-1).to(embeds.dtype)  # (batch, width, 1)
         reversal = _reversal_index(lengths, width)
         # packing pays off only when there is padding to skip (measured: with none it is 5-45% slower)
-        packed = (
-            self.packed_inference
-            and not torch.is_grad_enabled()
-            and not torch.jit.is_tracing()
-            and int(lengths.sum()) < self.packed_min_fill * batch_size * width
-        )
+        if torch.jit.is_tracing():
+            packed = self.trace_packed
+        else:
+            packed = (
+                self.packed_inference
+                and not torch.is_grad_enabled()
+                and int(lengths.sum()) < self.packed_min_fill * batch_size * width
+            )
 
         x = self.embedding_dropout(embeds) * step_mask  # (batch, width, embedding_size)
         hidden_states = [x] if output_hidden_states else None

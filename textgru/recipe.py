@@ -11,12 +11,14 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from datasets import DatasetDict, concatenate_datasets
+from torch.utils.data import SequentialSampler
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -82,6 +84,26 @@ class TimeBudgetCallback(TrainerCallback):
             control.should_evaluate = args.eval_strategy != "no"
             control.should_save = args.save_strategy != "no"
         return control
+
+
+class OrderedEvalTrainer(Trainer):
+    """A `Trainer` whose evaluation and prediction batches follow the data set's order.
+
+    transformers v5 also length-groups *evaluation* batches when `train_sampling_strategy="group_by_length"`,
+    which returns predictions in a shuffled order: right metrics, wrong rows. The recipes sort evaluation sets
+    by length themselves (`sort_by_length`) and map predictions back.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        if eval_dataset is None or self.args.world_size > 1:
+            return None  # distributed: accelerate shards sequentially and gathers in order
+        return SequentialSampler(eval_dataset)
+
+
+def sort_by_length(dataset):
+    """`(dataset sorted by token count, the permutation used)`; `predictions[np.argsort(order)]` undoes it."""
+    order = np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
+    return dataset.select(order), order
 
 
 def _filter_rows(raw: DatasetDict, spec: str) -> DatasetDict:
@@ -154,7 +176,7 @@ def load_data(data_args: DataArguments, seed: int) -> tuple[DatasetDict, LabelIn
     return raw, labels
 
 
-def load_unlabeled_texts(data_args: DataArguments) -> list[str]:
+def load_unlabeled_texts(data_args: DataArguments, seed: int = 42) -> list[str]:
     """Texts of `--unlabeled_files` (empty when none are given)."""
     if not data_args.unlabeled_files:
         return []
@@ -168,6 +190,8 @@ def load_unlabeled_texts(data_args: DataArguments) -> list[str]:
                 "set --unlabeled_text_column."
             )
         texts.extend(t for t in ds[column] if isinstance(t, str))
+    if data_args.max_unlabeled_samples is not None and len(texts) > data_args.max_unlabeled_samples:
+        texts = random.Random(seed).sample(texts, data_args.max_unlabeled_samples)
     logger.info("Read %d unlabelled texts from %s", len(texts), data_args.unlabeled_files)
     return texts
 
@@ -262,7 +286,7 @@ def run_recipe(
     raw, labels = load_data(data_args, training_args.seed)
     text_columns = data_args.text_columns
     # 3. tokenizer (trained on the training text and any unlabelled text)
-    unlabeled = load_unlabeled_texts(data_args)
+    unlabeled = load_unlabeled_texts(data_args, training_args.seed)
     tokenizer = build_tokenizer(model_args, list(raw["train"][text_columns[0]]) + unlabeled, training_args)
     # 4. tokenized data
     with training_args.main_process_first(desc="tokenizing"):
@@ -295,11 +319,11 @@ def run_recipe(
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
     if data_args.max_train_minutes:
         callbacks.append(TimeBudgetCallback(data_args.max_train_minutes))
-    trainer = Trainer(
+    trainer = OrderedEvalTrainer(
         model=model,
         args=training_args,
         train_dataset=tokenized["train"] if training_args.do_train else None,
-        eval_dataset=tokenized.get("validation"),
+        eval_dataset=sort_by_length(tokenized["validation"])[0] if "validation" in tokenized else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=build_compute_metrics(labels.problem_type, num_labels=labels.num_labels),
@@ -322,11 +346,13 @@ def run_recipe(
             continue
         if split == "test" and not training_args.do_predict:
             continue
-        output = trainer.predict(tokenized[split], metric_key_prefix=split)
+        ordered, order = sort_by_length(tokenized[split])  # little padding per batch
+        output = trainer.predict(ordered, metric_key_prefix=split)
         results[split] = {k: float(v) for k, v in output.metrics.items()}
         trainer.log_metrics(split, output.metrics)
         if trainer.is_world_process_zero():
             logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+            logits = logits[np.argsort(order)]  # back to the data set's order
             _write_predictions(output_dir / f"predictions_{split}.jsonl", raw[split], text_columns, logits, labels)
             if split == "test" and labels.problem_type == "single_label_classification":
                 _plot_confusion(output_dir, raw[split]["labels"], logits, labels)

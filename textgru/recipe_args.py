@@ -92,6 +92,9 @@ class DataArguments:
         },
     )
     unlabeled_text_column: str | None = field(default=None, metadata={"help": "Text column of --unlabeled_files."})
+    max_unlabeled_samples: int | None = field(
+        default=None, metadata={"help": "Use at most this many unlabelled texts (a seeded sample)."}
+    )
     text_column_names: str = field(
         default="text", metadata={"help": "One text column, or two separated by a comma (encoded as a pair)."}
     )
