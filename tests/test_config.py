@@ -107,7 +107,7 @@ CHOICES = {"residual": ["none", "add", "gated"], "pooling": ["attention", "mean"
         ("pooling", "Mean", CHOICES["pooling"]),
         *[
             (name, value, ["[0, 1)"])
-            for name in ("embedding_dropout", "hidden_dropout", "classifier_dropout")
+            for name in ("embedding_dropout", "word_dropout", "hidden_dropout", "classifier_dropout")
             for value in (-0.1, 1.0, 1.5, "0.1", True)
         ],
         *[

@@ -194,9 +194,62 @@ def test_onnx_matches_eager_on_mixed_lengths(trained, tokenizer, test_texts, tmp
     onnx_model = OnnxTextClassifier(tmp_path / "onnx")
     eager = TextClassifier(trained, tokenizer)
     texts = test_texts[0][:50] + ["", "good"]  # an empty text and a one-token text too
-    for batch_size in (1, 7, 64):  # batch and sequence axes are dynamic
-        np.testing.assert_allclose(onnx_model.predict(texts, batch_size), eager.predict(texts, batch_size), atol=1e-4)
+    for batch_size in (1, 7, 64):  # batch and sequence axes are dynamic; unsorted batches mix lengths most
+        for sort in (False, True):
+            np.testing.assert_allclose(
+                onnx_model.predict(texts, batch_size, sort_by_length=sort),
+                eager.predict(texts, batch_size, sort_by_length=sort),
+                atol=1e-4,
+            )
     assert load_classifier(tmp_path / "onnx").classify(["good"])[0]["label"] == eager.classify(["good"])[0]["label"]
+
+
+def test_onnx_graph_is_one_bidirectional_gru_per_layer_with_sequence_lens(trained, tokenizer, tmp_path):
+    """The fast path: the packed trace becomes fused ONNX GRUs that stop each row at its length (no reversal)."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    export_onnx(trained, tokenizer, tmp_path / "onnx")
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    grus = [node for node in graph.node if node.op_type == "GRU"]
+    assert len(grus) == trained.config.num_hidden_layers
+    for node in grus:
+        attributes = {a.name: a for a in node.attribute}
+        assert attributes["direction"].s == b"bidirectional"
+        assert len(node.input) >= 5 and node.input[4]  # sequence_lens is wired
+    assert not [node for node in graph.node if node.op_type in ("GatherElements", "TopK")]  # no reversal, no sort
+
+
+def test_onnx_unidirectional_model_matches_eager(tokenizer, test_texts, tmp_path):
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(1)
+    config = TextGRUConfig(vocab_size=len(tokenizer), embedding_size=16, hidden_size=16, bidirectional=False)
+    model = TextGRUForSequenceClassification(config).eval()
+    export_onnx(model, tokenizer, tmp_path / "onnx")
+    texts = test_texts[0][:40] + [""]
+    np.testing.assert_allclose(
+        OnnxTextClassifier(tmp_path / "onnx").predict(texts, 16, sort_by_length=False),
+        TextClassifier(model, tokenizer).predict(texts, 16, sort_by_length=False),
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("backend", ["eager", "onnx"])
+def test_sorting_by_length_keeps_input_order_and_logits(backend, trained, tokenizer, test_texts, tmp_path):
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+        export_onnx(trained, tokenizer, tmp_path / "onnx")
+        classifier = OnnxTextClassifier(tmp_path / "onnx")
+    else:
+        classifier = TextClassifier(trained, tokenizer)
+    texts = test_texts[0][:60] + ["", "good"]
+    random.Random(0).shuffle(texts)
+    assert classifier.sort_by_length  # on by default
+    one_by_one = np.concatenate([classifier.predict([t]) for t in texts])
+    sorted_batches = classifier.predict(texts, batch_size=8)
+    unsorted_batches = classifier.predict(texts, batch_size=8, sort_by_length=False)
+    np.testing.assert_allclose(sorted_batches, one_by_one, atol=1e-5)  # row i is still text i
+    np.testing.assert_allclose(unsorted_batches, one_by_one, atol=1e-5)
+    assert classifier.predict([]).shape == (0, 2)
 
 
 def test_onnx_encoder_export_outputs_states_and_pooled(trained, tokenizer, tmp_path):

@@ -692,3 +692,18 @@ def test_inferred_multi_label_targets_of_the_wrong_shape_are_rejected():
     assert model.config.problem_type is None
     with pytest.raises(ValueError, match=r"multi-label targets need shape \(batch, num_labels=3\); got \(2, 2\)"):
         model(torch.tensor([[1, 2], [3, 4]]), labels=torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+
+
+def test_word_dropout_drops_whole_tokens_in_training_only():
+    model = make_model(head=False, word_dropout=0.5, embedding_dropout=0.0, hidden_dropout=0.0)
+    ids = torch.randint(1, VOCAB, (8, 12))
+    torch.manual_seed(0)
+    model.train()
+    first = model(ids, output_hidden_states=True).hidden_states[0]  # (batch, seq_len, embedding_size)
+    dropped = (first == 0).all(-1)  # whole token vectors zeroed, never single features only
+    assert 0.3 < dropped.float().mean() < 0.7
+    assert ((first == 0).any(-1) == dropped).all()
+    model.eval()
+    a, b = model(ids).pooler_output, model(ids).pooler_output
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not (model(ids, output_hidden_states=True).hidden_states[0] == 0).all(-1).any()

@@ -51,10 +51,12 @@ def _add_export(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
         help="Export a trained model for fast CPU inference (int8 or ONNX).",
-        description="Export a saved TextGRU classifier to a fast inference format. int8: dynamic quantisation "
-        "(GRU, Linear and embedding weights in 8 bits: ~4x smaller, approximate, faster mainly on batches). onnx: "
-        "ONNX graph for onnxruntime "
-        '(checked against PyTorch before saving; needs pip install "textgru[export]").',
+        description="Export a saved TextGRU classifier to a fast inference format. onnx (recommended): ONNX graph "
+        "for onnxruntime, one fused bidirectional GRU op per layer that stops each text at its own length; exact "
+        "(checked against PyTorch before saving), several times faster than eager PyTorch at batch size 1, "
+        'somewhat faster on batches; needs pip install "textgru[export]". int8: dynamic quantisation (GRU, Linear '
+        "and embedding weights in 8 bits: ~4x smaller, approximate, somewhat faster on batches). "
+        "See docs/benchmarks.md for measured figures.",
     )
     parser.add_argument("model_dir", help="Folder written by save_pretrained (model and tokenizer).")
     parser.add_argument("output_dir", help="Folder to create.")

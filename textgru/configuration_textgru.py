@@ -51,7 +51,10 @@ class TextGRUConfig(PretrainedConfig):
         layer_norm (`bool`, defaults to `True`):
             Normalise each layer's input (pre-norm) and the stack's output with `LayerNorm`.
         embedding_dropout (`float`, defaults to 0.1):
-            Dropout on the token embeddings.
+            Dropout on the token embeddings (single features).
+        word_dropout (`float`, defaults to 0.0):
+            In training, the probability that a whole token's embedding is dropped (zeroed), so the model cannot
+            lean on any single word and copes with words it has never seen (Iyyer et al. 2015).
         hidden_dropout (`float`, defaults to 0.1):
             Dropout on each GRU layer's output before it joins the residual line.
         classifier_dropout (`float`, defaults to 0.1):
@@ -88,6 +91,7 @@ class TextGRUConfig(PretrainedConfig):
         residual: str = "add",
         layer_norm: bool = True,
         embedding_dropout: float = 0.1,
+        word_dropout: float = 0.0,
         hidden_dropout: float = 0.1,
         classifier_dropout: float = 0.1,
         pooling: str = "attention",
@@ -105,6 +109,7 @@ class TextGRUConfig(PretrainedConfig):
         self.residual = residual
         self.layer_norm = layer_norm
         self.embedding_dropout = embedding_dropout
+        self.word_dropout = word_dropout
         self.hidden_dropout = hidden_dropout
         self.classifier_dropout = classifier_dropout
         self.pooling = pooling
@@ -123,7 +128,7 @@ class TextGRUConfig(PretrainedConfig):
             _check_positive_int(name, getattr(self, name))
         _check_choice("residual", self.residual, RESIDUAL_MODES)
         _check_choice("pooling", self.pooling, POOLING_MODES)
-        for name in ("embedding_dropout", "hidden_dropout", "classifier_dropout"):
+        for name in ("embedding_dropout", "word_dropout", "hidden_dropout", "classifier_dropout"):
             _check_probability(name, getattr(self, name))
         if not isinstance(self.bidirectional, bool):
             raise ValueError(f"TextGRUConfig: `bidirectional={self.bidirectional!r}` must be True or False.")

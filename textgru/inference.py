@@ -5,7 +5,9 @@
 torch and transformers lazily, though `import textgru` itself still loads them). Both tokenise with the
 `tokenizers` backend directly (right padding, to the longest text of each batch) and expose the same two calls:
 
-- `predict(texts, batch_size)` -> logits, a float32 array (n_texts, num_labels);
+- `predict(texts, batch_size)` -> logits, a float32 array (n_texts, num_labels), in input order. By default the
+  texts are grouped into batches by token length (`sort_by_length=True`), which cuts padding for every backend;
+  the results are put back in input order;
 - `classify(texts, batch_size)` (also `__call__`) -> one dict per text: `{"label", "score"}` for single-label
   models, `{"labels", "scores"}` for multi-label ones, `{"score"}` for regression.
 
@@ -70,7 +72,10 @@ def encode_texts(backend: Tokenizer, texts: Sequence[str], pad_id: int) -> tuple
     Returns:
         `input_ids` and `attention_mask`, int64 arrays of shape (len(texts), width).
     """
-    encodings = backend.encode_batch(list(texts))
+    return _pad(backend.encode_batch(list(texts)), pad_id)
+
+
+def _pad(encodings: Sequence, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     width = max([len(e.ids) for e in encodings] + [1])
     ids = np.full((len(encodings), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(encodings), width), dtype=np.int64)
@@ -88,7 +93,9 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 class _Classifier:
     """Shared batching and post-processing; subclasses provide `_logits(ids, mask)`."""
 
-    def __init__(self, backend: Tokenizer, config: dict, max_length: int | None, batch_size: int):
+    def __init__(
+        self, backend: Tokenizer, config: dict, max_length: int | None, batch_size: int, sort_by_length: bool
+    ):
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length={max_length} must be a positive number of tokens (or None for no limit).")
         self.backend = backend
@@ -96,6 +103,7 @@ class _Classifier:
             self.backend.enable_truncation(max_length)
         self.max_length = max_length
         self.batch_size = batch_size
+        self.sort_by_length = sort_by_length
         self.pad_id = int(config.get("pad_token_id") or 0)
         self.problem_type = config.get("problem_type")
         self.id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
@@ -103,23 +111,39 @@ class _Classifier:
     def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+    def predict(
+        self, texts: Sequence[str], batch_size: int | None = None, sort_by_length: bool | None = None
+    ) -> np.ndarray:
         """Logits for `texts`, a float32 array (n_texts, num_labels), in input order.
 
         Args:
             texts: The texts to classify.
             batch_size: Texts per forward pass (default: the one given at construction).
+            sort_by_length: Batch the texts in order of token length, then restore the input order (default: the
+                constructor's choice, on). Batches of similar lengths carry little padding, which every backend
+                otherwise computes or at least sorts and packs; the logits are the same either way (up to float
+                rounding; an int8 model's activation scales depend on the batch, so its logits move slightly).
         """
         if isinstance(texts, str):
             raise TypeError("predict expects a list of texts; wrap a single text in a list.")
         batch_size = batch_size or self.batch_size
-        chunks = [
-            self._logits(*encode_texts(self.backend, texts[i : i + batch_size], self.pad_id))
-            for i in range(0, len(texts), batch_size)
-        ]
-        if not chunks:
+        sort_by_length = self.sort_by_length if sort_by_length is None else sort_by_length
+        encodings = self.backend.encode_batch(list(texts))
+        if not encodings:
             return np.zeros((0, max(len(self.id2label), 1)), dtype=np.float32)
-        return np.concatenate(chunks).astype(np.float32, copy=False)
+        order = np.arange(len(encodings))
+        if sort_by_length:
+            order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        chunks = [
+            self._logits(*_pad([encodings[j] for j in order[i : i + batch_size]], self.pad_id))
+            for i in range(0, len(encodings), batch_size)
+        ]
+        logits = np.concatenate(chunks).astype(np.float32, copy=False)
+        if sort_by_length:
+            restored = np.empty_like(logits)
+            restored[order] = logits
+            logits = restored
+        return logits
 
     def classify(self, texts: Sequence[str], batch_size: int | None = None) -> list[dict]:
         """Predicted labels with scores, one dict per text (see the module docstring).
@@ -160,18 +184,22 @@ class TextClassifier(_Classifier):
         tokenizer: Its fast tokenizer (`PreTrainedTokenizerFast`, `tokenizers.Tokenizer` or a folder path).
         max_length: Truncate texts to this many tokens. Default: the tokenizer's `model_max_length`, if it has one.
         batch_size: Default texts per forward pass.
+        sort_by_length: Default for `predict`: batch texts in order of token length (less padding), results
+            returned in input order.
 
     Whether a batch runs on packed sequences is the model's own rule (`model.textgru.packed_min_fill`: pack only
     when enough of the batch is padding; both paths give the same logits).
     """
 
-    def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 32):
+    def __init__(
+        self, model, tokenizer, max_length: int | None = None, batch_size: int = 32, sort_by_length: bool = True
+    ):
         import torch
 
         self._torch = torch
         self.model = model.eval()
         max_length = max_length if max_length is not None else _default_max_length(tokenizer)
-        super().__init__(fast_backend(tokenizer), model.config.to_dict(), max_length, batch_size)
+        super().__init__(fast_backend(tokenizer), model.config.to_dict(), max_length, batch_size, sort_by_length)
 
     def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -188,6 +216,8 @@ class OnnxTextClassifier(_Classifier):
         intra_op_num_threads: Threads onnxruntime may use inside an operator (1 = no contention with other work).
         max_length: Truncate texts to this many tokens. Default: `model_max_length` from tokenizer_config.json.
         batch_size: Default texts per forward pass.
+        sort_by_length: Default for `predict`: batch texts in order of token length (less padding), results
+            returned in input order.
     """
 
     def __init__(
@@ -196,6 +226,7 @@ class OnnxTextClassifier(_Classifier):
         intra_op_num_threads: int = 1,
         max_length: int | None = None,
         batch_size: int = 32,
+        sort_by_length: bool = True,
     ):
         from .export import ONNX_FORMAT, ONNX_NAME, read_manifest, require_onnxruntime
 
@@ -213,7 +244,7 @@ class OnnxTextClassifier(_Classifier):
         options.intra_op_num_threads = intra_op_num_threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(folder / ONNX_NAME), options, providers=["CPUExecutionProvider"])
-        super().__init__(fast_backend(folder), config, max_length, batch_size)
+        super().__init__(fast_backend(folder), config, max_length, batch_size, sort_by_length)
 
     def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
@@ -224,7 +255,8 @@ def load_classifier(path: str | os.PathLike, **kwargs) -> TextClassifier | OnnxT
 
     Args:
         path: The folder.
-        **kwargs: Passed to the predictor (`max_length`, `batch_size`; `intra_op_num_threads` for ONNX).
+        **kwargs: Passed to the predictor (`max_length`, `batch_size`, `sort_by_length`; `intra_op_num_threads`
+            for ONNX).
     """
     from .export import INT8_FORMAT, MANIFEST_NAME, ONNX_FORMAT, load_quantized, read_manifest
 

@@ -9,7 +9,9 @@ losing the fused oneDNN kernel in training. TextGRU runs each direction as its o
 right-padded input; the backward GRU reads every sequence reversed *within its own length*, so real
 tokens always come before padding and both directions use the fused padded kernel. Outputs at real
 positions therefore never depend on padding or on the other rows of the batch. Under ``torch.no_grad``
-the same weights run on packed sequences, which skips the padded steps (faster inference, same result).
+the same weights run on packed sequences, which skips the padded steps (faster inference, same result); there
+both directions run as one bidirectional GRU call, which on packed sequences starts each row's backward pass at
+its own last token, so no reversal is needed.
 The measurements behind this choice are in ``docs/design.md`` (``benchmarks/bench_rnn_paths.py``).
 """
 
@@ -50,7 +52,10 @@ class TextGRUBidirectionalLayer(nn.Module):
     def _run(self, gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, packed: bool) -> torch.Tensor:
         if not packed:
             return gru(x)[0]
-        seq = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        # while tracing, no sort: the exported ONNX GRU takes `sequence_lens` in any order (see `trace_packed`)
+        seq = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=torch.jit.is_tracing()
+        )
         return nn.utils.rnn.pad_packed_sequence(gru(seq)[0], batch_first=True, total_length=x.size(1))[0]
 
     def _run_packed_bidirectional(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -225,8 +230,11 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # than `packed_min_fill` of the batch is real tokens.
         self.packed_inference = True
         self.packed_min_fill = 0.75
-        # While tracing (ONNX export), take the packed path instead of the padded one: the exporter turns a GRU on
-        # packed sequences into an ONNX GRU with `sequence_lens`, which stops each row at its own length.
+        # While tracing for ONNX export, take the packed path instead of the padded one: the exporter turns it into
+        # one bidirectional ONNX GRU per layer with `sequence_lens` (each row stops at its own length; no reversal
+        # gathers). The packing does not sort while tracing, so such a trace needs an example batch sorted by
+        # decreasing length and is meant for ONNX only (ONNX's GRU accepts lengths in any order; TorchScript's
+        # packing would not).
         self.trace_packed = False
         self.post_init()
 
@@ -322,6 +330,9 @@ class TextGRUModel(TextGRUPreTrainedModel):
             )
 
         x = self.embedding_dropout(embeds) * step_mask  # (batch, width, embedding_size)
+        if self.training and self.config.word_dropout > 0:  # drop whole tokens, not single features
+            keep = torch.rand(x.shape[:2], device=device) >= self.config.word_dropout
+            x = x * keep.unsqueeze(-1).to(x.dtype)
         hidden_states = [x] if output_hidden_states else None
         for layer in self.layers:
             x = layer(x, lengths, reversal, step_mask, packed)  # (batch, width, output_size)

@@ -53,6 +53,7 @@ class ModelArguments:
     pooling: str = field(default="attention", metadata={"help": "Pooling: attention, mean, max or last."})
     num_attention_heads: int = field(default=1, metadata={"help": "Attention-pooling heads."})
     embedding_dropout: float = field(default=0.1, metadata={"help": "Dropout on the embeddings."})
+    word_dropout: float = field(default=0.0, metadata={"help": "Probability of dropping a whole token in training."})
     hidden_dropout: float = field(default=0.1, metadata={"help": "Dropout on each GRU layer's output."})
     classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the classification head."})
 
@@ -66,6 +67,7 @@ class ModelArguments:
             "pooling",
             "num_attention_heads",
             "embedding_dropout",
+            "word_dropout",
             "hidden_dropout",
             "classifier_dropout",
         )
