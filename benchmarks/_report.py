@@ -49,8 +49,9 @@ def markdown(report: dict) -> str:
         "## Inference",
         "",
         f"| contender | params | disk MB | peak RSS MB | batch-1 ms/text SST-2 | batch-1 ms/text IMDB | "
-        f"batch-{batch} texts/s SST-2 | batch-{batch} texts/s IMDB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"batch-{batch} texts/s SST-2 | batch-{batch} texts/s IMDB | batch-{batch} texts/s SST-2, length-sorted | "
+        f"batch-{batch} texts/s IMDB, length-sorted |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, c in report["contenders"].items():
         memory = c.get("memory", {})
@@ -60,21 +61,26 @@ def markdown(report: dict) -> str:
             + " | ".join(_fmt(c["latency_b1_ms"][d]["median"], 2) for d in DATASETS)
             + " | "
             + " | ".join(_fmt(c[tput][d]["median"], 0) for d in DATASETS)
+            + " | "
+            + " | ".join(_fmt(c.get(f"{tput}_sorted", {}).get(d, {}).get("median"), 0) for d in DATASETS)
             + " |"
         )
     for name, reason in report.get("skipped", {}).items():
-        lines.append(f"| {name} | skipped: {reason} | | | | | | |")
+        lines.append(f"| {name} | skipped: {reason} | | | | | | | | |")
     for ref_key, ratios in report.get("ratios", {}).items():
         reference = ref_key.removeprefix("vs_")
         lines += [
             "",
             f"Speed-up vs {reference} (>1 = faster than {reference}; same run):",
             "",
-            f"| contender | batch-1 SST-2 | batch-1 IMDB | batch-{batch} SST-2 | batch-{batch} IMDB |",
-            "|---|---:|---:|---:|---:|",
+            f"| contender | batch-1 SST-2 | batch-1 IMDB | batch-{batch} SST-2 | batch-{batch} IMDB | "
+            f"batch-{batch} SST-2, sorted | batch-{batch} IMDB, sorted |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
+        sorted_ratios = report.get("ratios_length_sorted", {}).get(ref_key, {})
         for name, r in ratios.items():
             cells = [r[f"latency_b1_{d}"] for d in DATASETS] + [r[f"{tput}_{d}"] for d in DATASETS]
+            cells += [sorted_ratios.get(name, {}).get(f"{tput}_sorted_{d}", float("nan")) for d in DATASETS]
             lines.append(f"| {name} | " + " | ".join(f"{x:.2f}x" for x in cells) + " |")
     lines += ["", "Contenders:", ""]
     lines += [f"- **{name}**: {c['description']}" for name, c in report["contenders"].items()]

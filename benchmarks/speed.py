@@ -34,7 +34,7 @@ logger = logging.getLogger("benchmarks.speed")
 
 FULL = {"n_texts": 256, "n_docs": 64, "repeats": 3, "train_steps": 10, "train_batch_size": 32, "max_tokens": 512}
 QUICK = {"n_texts": 8, "n_docs": 4, "repeats": 1, "train_steps": 2, "train_batch_size": 8, "max_tokens": 64}
-REFERENCES = ("distilbert", "plain-bigru")
+REFERENCES = ("textgru", "distilbert", "plain-bigru")  # eager textgru: the fast formats' baseline
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -195,13 +195,22 @@ def build_all(names: list[str], ctx, inputs: dict, args: argparse.Namespace) -> 
     return contenders, predictors
 
 
-def time_all(contenders: dict, predictors: dict, inputs: dict, args: argparse.Namespace) -> None:
-    """Interleaved repeats of batch-1 latency and batched throughput; adds per-repeat values and medians."""
+def sort_by_tokens(inputs: dict, tokenizer) -> dict:
+    """The same texts ordered by token count (shared tokenizer), as textgru's predictors batch a list of texts."""
+    backend = tokenizer.backend_tokenizer
+    return {d: sorted(texts, key=lambda t: len(backend.encode(t).ids)) for d, texts in inputs.items()}
+
+
+def time_all(contenders: dict, predictors: dict, inputs: dict, sorted_inputs: dict, args: argparse.Namespace) -> None:
+    """Interleaved repeats of batch-1 latency and batched throughput (input order and length-sorted); adds
+    per-repeat values and medians."""
     tput_key = f"throughput_b{args.batch_size}"
+    sorted_key = f"{tput_key}_sorted"
     names = list(predictors)
     for entry in contenders.values():
         entry["latency_b1_ms"] = {d: {"per_repeat": []} for d in inputs}
         entry[tput_key] = {d: {"per_repeat": []} for d in inputs}
+        entry[sorted_key] = {d: {"per_repeat": []} for d in inputs}
     every_call = {name: {d: [] for d in inputs} for name in names}
     started = time.perf_counter()
     for repeat in range(args.repeats):
@@ -215,6 +224,10 @@ def time_all(contenders: dict, predictors: dict, inputs: dict, args: argparse.Na
                 entry["latency_b1_ms"][dataset]["per_repeat"].append(statistics.median(b1) * 1e3)
                 gc.collect()
                 entry[tput_key][dataset]["per_repeat"].append(time_batched(predictors[name], texts, args.batch_size))
+                gc.collect()
+                entry[sorted_key][dataset]["per_repeat"].append(
+                    time_batched(predictors[name], sorted_inputs[dataset], args.batch_size)
+                )
         logger.info("Repeat %d/%d done (%.0fs)", repeat + 1, args.repeats, time.perf_counter() - started)
     for name, entry in contenders.items():
         for dataset in inputs:
@@ -224,7 +237,8 @@ def time_all(contenders: dict, predictors: dict, inputs: dict, args: argparse.Na
                 p90=_quantile(calls, 0.9) * 1e3,
                 mean=statistics.mean(calls) * 1e3,
             )
-            entry[tput_key][dataset]["median"] = statistics.median(entry[tput_key][dataset]["per_repeat"])
+            for key in (tput_key, sorted_key):
+                entry[key][dataset]["median"] = statistics.median(entry[key][dataset]["per_repeat"])
 
 
 def main(argv=None) -> dict | None:
@@ -280,7 +294,7 @@ def main(argv=None) -> dict | None:
 
         # 3. Build, time, and (in fresh processes) measure memory.
         contenders, predictors = build_all(names, ctx, inputs, args)
-        time_all(contenders, predictors, inputs, args)
+        time_all(contenders, predictors, inputs, sort_by_tokens(inputs, tokenizer), args)
         predictors.clear()
         gc.collect()
         if not args.no_memory:
@@ -291,6 +305,17 @@ def main(argv=None) -> dict | None:
                 contenders[name]["memory"] = measure_memory(name, ctx.work_dir / name, documents, args, env)
     report["contenders"] = contenders
     report["ratios"] = ratios(contenders, inputs, f"throughput_b{args.batch_size}")
+    report["ratios_length_sorted"] = {
+        ref: {
+            name: {
+                f"throughput_b{args.batch_size}_sorted_{d}": c[f"throughput_b{args.batch_size}_sorted"][d]["median"]
+                / contenders[ref.removeprefix("vs_")][f"throughput_b{args.batch_size}_sorted"][d]["median"]
+                for d in inputs
+            }
+            for name, c in contenders.items()
+        }
+        for ref in report["ratios"]
+    }
 
     # 4. Training throughput, TextGRU vs the plain BiGRU.
     if not args.no_training:
