@@ -299,6 +299,6 @@ def test_torchrun_two_processes_on_real_data(shared_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     state = json.loads((out / "trainer_state.json").read_text())
     results = json.loads((out / "all_results.json").read_text())["results"]
-    # two processes split each epoch: 1350 train rows / (32 per process * 2) = 22 steps per epoch
-    assert state["global_step"] == 2 * -(-1350 // 64)
+    # two processes split each epoch: 1500 train rows / (32 per process * 2 processes) = 24 steps per epoch
+    assert state["global_step"] == 2 * -(-1500 // 64)
     assert results["test"]["test_accuracy"] > 0.7
