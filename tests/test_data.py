@@ -273,9 +273,15 @@ def test_carve_validation_noop_random_and_errors():
         carve_validation(raw, stratify_column="label")
     with pytest.raises(ValueError, match=r"in \(0, 1\)"):
         carve_validation(raw, validation_fraction=1.5)
+    # a class with one training row (R52 has several) stays in train; the others are split per class
     single = prepare_labels(dd(train={"text": ["t"] * 11, "y": ["a"] * 10 + ["rare"]}), "y")[0]
-    with pytest.raises(ValueError, match="only 1 member.*stratify_column=None"):
-        carve_validation(single, validation_fraction=0.2)
+    carved = carve_validation(single, validation_fraction=0.2)
+    assert carved["validation"].num_rows == 2 and carved["train"].num_rows == 9
+    rare = single["train"].features["labels"].str2int("rare")
+    assert rare in carved["train"]["labels"] and rare not in carved["validation"]["labels"]
+    only_singletons = prepare_labels(dd(train={"text": ["t", "u"], "y": ["a", "b"]}), "y")[0]
+    with pytest.raises(ValueError, match="every class is too small"):
+        carve_validation(only_singletons, validation_fraction=0.5)
 
 
 # --- check_text_columns -------------------------------------------------------------------------------------------

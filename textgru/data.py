@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 from datasets import ClassLabel, DatasetDict, LargeList, List, Value
 
 logger = logging.getLogger(__name__)
@@ -394,13 +395,10 @@ def carve_validation(
             logger.warning(
                 "Column %r (%s) is not one class per row; the validation split is random.", stratify_column, feature
             )
-    try:
-        parts = train.train_test_split(test_size=validation_fraction, seed=seed, stratify_by_column=stratify)
-    except ValueError as err:
-        raise ValueError(
-            f"Could not carve a {validation_fraction:.0%} validation split from {train.num_rows} training rows: {err} "
-            "Use a larger validation_fraction, pass stratify_column=None, or provide a validation file."
-        ) from err
+    if stratify is None:
+        parts = train.train_test_split(test_size=validation_fraction, seed=seed)
+    else:
+        parts = _stratified_split(train, stratify, validation_fraction, seed)
     out = {"train": parts["train"], "validation": parts["test"]}
     if stratify == "__stratify__":
         out = {split: ds.remove_columns("__stratify__") for split, ds in out.items()}
@@ -414,6 +412,31 @@ def carve_validation(
         out["validation"].num_rows,
     )
     return DatasetDict({split: out[split] for split in SPLITS if split in out})
+
+
+def _stratified_split(train: datasets.Dataset, column: str, fraction: float, seed: int) -> dict:
+    """Seeded per-class split: each class gives `round(fraction * count)` rows to the test part, keeping at least
+    one in train; classes with a single row stay in train (datasets' own stratification refuses them)."""
+    labels = np.asarray(train[column])
+    rng = np.random.default_rng(seed)
+    held_out, singletons = [], []
+    for cls in np.unique(labels):
+        rows = np.flatnonzero(labels == cls)
+        if len(rows) < 2:
+            singletons.append(cls)
+            continue
+        rng.shuffle(rows)
+        held_out.extend(rows[: min(max(int(round(fraction * len(rows))), 0), len(rows) - 1)])
+    if singletons:
+        logger.warning("%d class(es) with a single training row stay entirely in train.", len(singletons))
+    held_out = np.sort(np.asarray(held_out, dtype=np.int64))
+    if len(held_out) == 0:
+        raise ValueError(
+            f"Could not carve a {fraction:.0%} validation split from {train.num_rows} training rows: every class is "
+            "too small. Use a larger validation_fraction or provide a validation file."
+        )
+    keep = np.setdiff1d(np.arange(len(labels)), held_out)
+    return {"train": train.select(keep), "test": train.select(held_out)}
 
 
 def check_text_columns(raw: DatasetDict, text_columns: list[str]) -> None:
