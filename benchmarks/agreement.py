@@ -5,7 +5,7 @@ SST-2 test set and a seeded sample of IMDB test reviews (truncated at `--max-tok
 format and data set, the share of texts whose label matches eager fp32 and the largest |logit difference|. This
 measures fidelity, not accuracy, so a model trained on SST-2 may be used on IMDB reviews too.
 
-    python benchmarks/agreement.py /tmp/exp/sst2 --n-imdb 1000 --out benchmarks/results/agreement.json
+    python benchmarks/agreement.py outputs/sst2 --n-imdb 1000 --out benchmarks/results/agreement.json
 """
 
 from __future__ import annotations
