@@ -110,8 +110,15 @@ def test_json_config_with_command_line_overrides_and_data_dir(tmp_path):
     write(sentiment_frame(40, seed=3), data / "test.parquet")
     config = tmp_path / "config.json"
     config.write_text(
-        json.dumps({"_doc": "a test config", "train_file": "train.parquet", "test_file": "test.parquet",
-                    "num_train_epochs": 7, "hidden_size": 8})  # fmt: skip
+        json.dumps(
+            {
+                "_doc": "a test config",
+                "train_file": "train.parquet",
+                "test_file": "test.parquet",
+                "num_train_epochs": 7,
+                "hidden_size": 8,
+            }
+        )  # fmt: skip
     )
     out = tmp_path / "m"
     args = [str(config), "--data_dir", str(data), "--output_dir", str(out), *TINY, "--num_train_epochs", "1"]
@@ -160,8 +167,21 @@ def test_multi_label_recipe_with_delimited_labels(tmp_path):
     train = write(pd.DataFrame(rows), tmp_path / "train.csv")
     out = tmp_path / "m"
     results = run_text_classification(
-        ["--train_file", train, "--label_column_name", "tags", "--label_delimiter", ",",
-         "--test_split_percentage", "15", "--output_dir", str(out), *TINY, "--num_train_epochs", "8"]  # fmt: skip
+        [
+            "--train_file",
+            train,
+            "--label_column_name",
+            "tags",
+            "--label_delimiter",
+            ",",
+            "--test_split_percentage",
+            "15",
+            "--output_dir",
+            str(out),
+            *TINY,
+            "--num_train_epochs",
+            "8",
+        ]  # fmt: skip
     )
     config = json.loads((out / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
@@ -182,8 +202,19 @@ def test_regression_recipe_with_a_float_column(tmp_path):
     train = write(pd.DataFrame(rows), tmp_path / "train.parquet")
     out = tmp_path / "m"
     results = run_text_classification(
-        ["--train_file", train, "--label_column_name", "score", "--test_split_percentage", "15",
-         "--output_dir", str(out), *TINY, "--num_train_epochs", "8"]  # fmt: skip
+        [
+            "--train_file",
+            train,
+            "--label_column_name",
+            "score",
+            "--test_split_percentage",
+            "15",
+            "--output_dir",
+            str(out),
+            *TINY,
+            "--num_train_epochs",
+            "8",
+        ]  # fmt: skip
     )
     assert json.loads((out / "config.json").read_text())["problem_type"] == "regression"
     assert results["test"]["test_pearson"] > 0.8
@@ -206,8 +237,19 @@ def test_folds_filters_and_carved_test_split(tmp_path):
 def test_time_budget_stops_training_early(tmp_path):
     train = write(sentiment_frame(300), tmp_path / "train.csv")
     results = run_text_classification(
-        ["--train_file", train, "--output_dir", str(tmp_path / "m"), *TINY, "--num_train_epochs", "50",
-         "--max_train_minutes", "0.0001", "--early_stopping_patience", "0"]  # fmt: skip
+        [
+            "--train_file",
+            train,
+            "--output_dir",
+            str(tmp_path / "m"),
+            *TINY,
+            "--num_train_epochs",
+            "50",
+            "--max_train_minutes",
+            "0.0001",
+            "--early_stopping_patience",
+            "0",
+        ]  # fmt: skip
     )
     assert results["train"]["epoch"] < 1
 
@@ -218,8 +260,21 @@ def test_pretrained_embeddings_from_unlabelled_text(tmp_path):
     unlabeled = write(sentiment_frame(500, seed=5)[["text"]], tmp_path / "unlabeled.parquet")
     out = tmp_path / "m"
     results = run_text_classification(
-        ["--train_file", train, "--unlabeled_files", unlabeled, "--pretrain_embeddings", "true",
-         "--pretrain_epochs", "2", "--output_dir", str(out), *TINY, "--num_train_epochs", "1"]  # fmt: skip
+        [
+            "--train_file",
+            train,
+            "--unlabeled_files",
+            unlabeled,
+            "--pretrain_embeddings",
+            "true",
+            "--pretrain_epochs",
+            "2",
+            "--output_dir",
+            str(out),
+            *TINY,
+            "--num_train_epochs",
+            "1",
+        ]  # fmt: skip
     )
     assert results["train"]["train_loss"] == results["train"]["train_loss"]  # finite, not NaN
 
@@ -227,9 +282,22 @@ def test_pretrained_embeddings_from_unlabelled_text(tmp_path):
 def test_sentiment_recipe_on_real_sst2_rows(shared_data, tmp_path):
     out = tmp_path / "sst2"
     results = _load_recipe("sentiment_analysis").main(
-        [str(ROOT / "recipes" / "configs" / "sst2.json"), "--data_dir", str(shared_data), "--output_dir", str(out),
-         "--max_train_samples", "400", "--max_eval_samples", "100", "--max_predict_samples", "100",
-         *TINY, "--num_train_epochs", "2"]  # fmt: skip
+        [
+            str(ROOT / "recipes" / "configs" / "sst2.json"),
+            "--data_dir",
+            str(shared_data),
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "400",
+            "--max_eval_samples",
+            "100",
+            "--max_predict_samples",
+            "100",
+            *TINY,
+            "--num_train_epochs",
+            "2",
+        ]  # fmt: skip
     )
     assert 0 <= results["test"]["test_accuracy"] <= 1
     config = json.loads((out / "config.json").read_text())
