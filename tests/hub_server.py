@@ -2,7 +2,8 @@
 
 It speaks just enough of the Hub HTTP API (model repos, branch `main`) for `model.push_to_hub`,
 `tokenizer.push_to_hub`, `Trainer.push_to_hub`, `hf_hub_download`, `snapshot_download` and
-`from_pretrained(repo_id)` for a repository pushed to it. Every file is committed as a regular git blob: no LFS, no Xet.
+`from_pretrained(repo_id)` for a repository pushed to it. Every file is committed as a regular git blob:
+no LFS, no Xet.
 
 `huggingface_hub` reads `HF_ENDPOINT` and `HF_TOKEN` when it is imported, so the client must be a process started
 with `LocalHub.env()` in its environment:
