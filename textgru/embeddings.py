@@ -74,6 +74,7 @@ def pretrain_embeddings(
     max_length: int = 512,
     seed: int = 42,
     workers: int | None = None,
+    token_ids: Iterable[list[int]] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Learn skip-gram vectors for the tokenizer's vocabulary from unlabelled text.
 
@@ -85,12 +86,18 @@ def pretrain_embeddings(
         max_length: texts are cut to this many tokens.
         seed: random seed (word2vec is only reproducible with one worker).
         workers: threads (default: `OMP_NUM_THREADS` or 1).
+        token_ids: texts already tokenized with `tokenizer` (e.g. the training split's `input_ids`), added to the
+            corpus as they are, so nothing is tokenized twice.
 
     Returns:
         `(vectors, found)`: a `(len(tokenizer), dim)` float32 array, and a boolean mask of the rows learnt.
     """
     Word2Vec = _require_gensim()
-    corpus = _TokenCorpus(tokenize_corpus(tokenizer, texts, max_length=max_length))
+    sequences = [[str(i) for i in ids] for ids in token_ids if len(ids)]
+    texts = list(texts)
+    if texts or not sequences:
+        sequences += tokenize_corpus(tokenizer, texts, max_length=max_length)
+    corpus = _TokenCorpus(sequences)
     n_tokens = sum(len(s) for s in corpus.sequences)
     workers = workers or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
     logger.info("Word2vec on %d texts (%d tokens), dim %d, %d epochs", len(corpus.sequences), n_tokens, dim, epochs)

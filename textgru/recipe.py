@@ -296,10 +296,10 @@ def run_recipe(
     if model_args.pretrain_embeddings:
         from .embeddings import load_embeddings_into, pretrain_embeddings
 
-        texts = [t for c in text_columns for t in raw["train"][c]] + unlabeled
         vectors, found = pretrain_embeddings(
             tokenizer,
-            texts,
+            unlabeled,
+            token_ids=tokenized["train"]["input_ids"],  # the training text, tokenized once above
             dim=model.config.embedding_size,
             epochs=model_args.pretrain_epochs,
             max_length=model_args.max_seq_length,
