@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 import torch
+from no_textgru import PREAMBLE
 
 TEXTS = ["a wonderful film", "the plot was dull and far too long", "ok", "fine acting , weak script"]
 REPO, TRAINER_REPO = "user/tiny-textgru", "user/tiny-textgru-trainer"
@@ -49,16 +50,8 @@ PUSH = textwrap.dedent(
     """
 )
 
-LOAD = textwrap.dedent(
+LOAD = PREAMBLE + textwrap.dedent(
     """
-    import json, sys
-    sys.modules["textgru"] = None  # textgru is "not installed" in this process
-    try:
-        import textgru  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("textgru is still importable: the test would prove nothing")
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

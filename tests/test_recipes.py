@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from no_textgru import PREAMBLE
 
 ROOT = Path(__file__).resolve().parents[1]
 POSITIVE = ["good", "great", "wonderful", "superb", "moving"]
@@ -304,10 +305,8 @@ def test_sentiment_recipe_on_real_sst2_rows(shared_data, tmp_path):
     assert config["id2label"] == {"0": "negative", "1": "positive"}  # from the parquet ClassLabel
 
 
-PUSH_AND_LOAD = textwrap.dedent(
+PUSH_AND_LOAD = PREAMBLE + textwrap.dedent(
     """
-    import json, sys
-    sys.modules["textgru"] = None  # a machine without textgru
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
