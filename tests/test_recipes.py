@@ -369,3 +369,12 @@ def test_torchrun_two_processes_on_real_data(shared_data, tmp_path):
     # two processes split each epoch: 1500 train rows / (32 per process * 2 processes) = 24 steps per epoch
     assert state["global_step"] == 2 * -(-1500 // 64)
     assert results["test"]["test_accuracy"] > 0.7
+
+
+@pytest.mark.parametrize("name", ["text_classification", "sentiment_analysis"])
+def test_recipe_help_lists_the_arguments(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _load_recipe(name).main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--validation_split_percentage" in out and "--unlabeled_files" in out and "--learning_rate" in out
