@@ -112,10 +112,12 @@ class DataArguments:
         default=None, metadata={"help": "Multi-label given as one string, e.g. 'sports,politics' with ','."}
     )
     validation_split_percentage: float = field(
-        default=10.0, metadata={"help": "Without a validation split, carve this percentage of train (stratified, seeded)."}
+        default=10.0,
+        metadata={"help": "Without a validation split, carve this percentage of train (stratified, seeded)."},
     )
     test_split_percentage: float = field(
-        default=0.0, metadata={"help": "Without a test split, carve this percentage of train as test (stratified, seeded)."}
+        default=0.0,
+        metadata={"help": "Without a test split, carve this percentage of train as test (stratified, seeded)."},
     )
     fold_column: str | None = field(
         default=None, metadata={"help": "Cross-validation fold column: rows with --test_fold become the test split."}
