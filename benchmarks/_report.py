@@ -90,7 +90,10 @@ def markdown(report: dict) -> str:
             "",
             "## Training throughput (equal width and depth)",
             "",
-            f"Matmul peak (fp32, 2048x2048, 1 thread): {training['matmul_peak_gflops_1_thread']:.1f} GFLOP/s.",
+            f"Matmul peak (fp32, 2048x2048, 1 thread): {training['matmul_peak_gflops_1_thread']:.1f} GFLOP/s. "
+            f"Optimiser: {training.get('sst2', training.get('imdb', {})).get('optimizer', 'AdamW')}. Each model: "
+            f"{training.get('sst2', training.get('imdb', {})).get('repeats', 1)} interleaved repeats of the steps "
+            "below; medians over repeats; the ratio is the median of the per-repeat ratios (all of them in brackets).",
             "",
             "| data | model | batches | real tokens/s | padded tokens/s | padding | step s (median) | "
             "GFLOP/s executed | % of matmul peak |",
@@ -108,7 +111,9 @@ def markdown(report: dict) -> str:
                     f"{r['gflops_per_s_executed']:.1f} | {r['fraction_of_matmul_peak']:.0%} |"
                 )
             ratio = training[dataset]["textgru_vs_plain_real_tokens_per_s"]
-            lines.append(f"| {dataset} | **textgru / plain** | | **{ratio:.2f}x** | | | | | |")
+            each = training[dataset].get("textgru_vs_plain_real_tokens_per_s_repeats", [ratio])
+            spread = ", ".join(f"{x:.2f}" for x in each)
+            lines.append(f"| {dataset} | **textgru / plain** | | **{ratio:.2f}x** ({spread}) | | | | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -364,7 +364,12 @@ def training_figures(args, data: dict, tokenizer, _training) -> dict:
     for dataset in ("sst2", "imdb"):
         texts, labels = data[f"{dataset}_train"]
         token_ids = [e.ids for e in backend.encode_batch(texts)]
-        logger.info("Training throughput on %s (%d steps per model)", dataset, args.train_steps)
+        logger.info(
+            "Training throughput on %s (%d interleaved repeats of %d steps per model)",
+            dataset,
+            args.repeats,
+            args.train_steps,
+        )
         result = _training.training_comparison(
             token_ids,
             labels,
@@ -373,6 +378,7 @@ def training_figures(args, data: dict, tokenizer, _training) -> dict:
             args.train_steps,
             args.train_batch_size,
             args.seed,
+            repeats=args.repeats,
         )
         for model in ("textgru", "plain-bigru"):
             result[model]["fraction_of_matmul_peak"] = result[model]["gflops_per_s_executed"] / out[peak_key]

@@ -103,3 +103,24 @@ def test_missing_data_falls_back_to_generated_texts(speed, tmp_path):
     data = _data.load_data(args)
     assert data["source"] == "synthetic"
     assert len(data["sst2_test"][0]) >= args.n_texts and len(data["imdb_test"][0]) >= args.n_docs
+
+
+def test_training_repeats_are_interleaved_and_summarised(speed):
+    """Each repeat trains both models on fresh batches; the headline ratio is the median of the per-repeat ratios."""
+    import statistics
+
+    import _training
+
+    rng = __import__("random").Random(0)
+    token_ids = [[rng.randrange(3, 200) for _ in range(rng.randrange(2, 12))] for _ in range(40)]
+    labels = [i % 2 for i in range(40)]
+    result = _training.training_comparison(token_ids, labels, 0, 200, steps=2, batch_size=4, seed=0, repeats=3)
+    ratios = result["textgru_vs_plain_real_tokens_per_s_repeats"]
+    assert len(ratios) == 3 and result["textgru_vs_plain_real_tokens_per_s"] == statistics.median(ratios)
+    for model in ("textgru", "plain-bigru"):
+        per_repeat = result[model]["repeats"]
+        assert len(per_repeat) == 3 and all(r["steps"] == 2 for r in per_repeat)
+        assert result[model]["real_tokens_per_s"] == statistics.median(r["real_tokens_per_s"] for r in per_repeat)
+    # fresh batches per repeat (seed + repeat), not the same 8 examples three times
+    assert len({r["real_tokens"] for r in result["textgru"]["repeats"]}) > 1
+    assert result["optimizer"] == "AdamW (fused)"  # what Trainer uses by default with torch >= 2.8
