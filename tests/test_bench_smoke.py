@@ -124,3 +124,20 @@ def test_training_repeats_are_interleaved_and_summarised(speed):
     # fresh batches per repeat (seed + repeat), not the same 8 examples three times
     assert len({r["real_tokens"] for r in result["textgru"]["repeats"]}) > 1
     assert result["optimizer"] == "AdamW (fused)"  # what Trainer uses by default with torch >= 2.8
+
+
+def test_where_time_goes_reports_its_bounds(speed, tmp_path):
+    """benchmarks/where_time_goes.py --quick: every figure the docs quote is present and sane (no timing claims)."""
+    spec = importlib.util.spec_from_file_location("textgru_where_time_goes", BENCHMARKS / "where_time_goes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "where.json"
+    report = module.main(["--quick", "--data-dir", str(SHARED_DATA), "--json", str(out)])
+    assert json.loads(out.read_text())["texts"] == report["texts"] > 0
+    eager = report["eager_profile"]
+    assert 0 < eager["gemm_us"] < eager["gru_us"] <= eager["total_us"]  # the GRUs' products run inside aten::gru
+    assert report["onnx_profile"]["gru_us"] > 0 and report["onnx_forward_ms"] > 0
+    assert report["real_tokens"] <= report["padded_tokens"]
+    # the ceiling divides eager time by a strictly smaller cost, so it must exceed 1
+    assert report["ceiling_speedup_vs_eager"] > 1
+    assert report["batch1_step"]["torch_us_per_step"] > 0 and report["batch1_step"]["onnxruntime_us_per_step"] > 0

@@ -1,0 +1,282 @@
+"""Where TextGRU's inference time goes, eager PyTorch vs onnxruntime: the bounds behind docs/benchmarks.md.
+
+`speed.py` says how fast each format is; this script says why, with the numbers that decide what a faster path
+could still gain. For the default `TextGRUConfig` (random weights: speed only) and real SST-2 test sentences:
+
+1. **Batch 64, length-sorted** (what `predict(texts, batch_size=64)` does): the forward pass per batch, eager and
+   ONNX, split by operator (torch.profiler / onnxruntime's profiler). It reports the GRU kernels' share and the
+   achieved GFLOP/s of the GRUs' matrix products, against this machine's fp32 matmul peak, and the
+   **ceiling**: the speed-up over eager a fast path would get if its GRU matrix products ran at that peak and
+   everything else (gates, norms, attention, tokenisation) cost nothing.
+2. **Batch 1**: the cost of one GRU time step in `torch.gru` (one direction, one text) and in onnxruntime's GRU,
+   so the eager latency floor of a text of L tokens is about `2 x layers x L x step` (two directions).
+
+Usage (1 thread, as speed.py; writes nothing unless --json is given):
+
+    export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    python benchmarks/where_time_goes.py [--data-dir ../shared/data] [--json benchmarks/results/where_time_goes.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--n-texts", type=int, default=256, help="SST-2 test sentences (seeded sample)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=5, help="timed passes over the batches; medians reported")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--quick", action="store_true", help="small slice, 1 repeat (smoke test)")
+    return p.parse_args(argv)
+
+
+def load_texts(args) -> tuple[list[str], list[str], str]:
+    """(tokenizer corpus, timed sentences, source). Generated texts where the data folder is absent."""
+    test = args.data_dir / "sst2" / "test.parquet"
+    if test.is_file():
+        import pandas as pd
+
+        train = pd.read_parquet(args.data_dir / "sst2" / "train.parquet", columns=["text"]).text.tolist()
+        timed = pd.read_parquet(test, columns=["text"]).text.sample(n=args.n_texts, random_state=args.seed).tolist()
+        return train, timed, str(args.data_dir / "sst2")
+    from _data import synthetic_split
+
+    texts, _ = synthetic_split(2000, (5, 40), args.seed)
+    return texts, texts[: args.n_texts], "generated texts (no ../shared/data)"
+
+
+def gru_matmul_flops(config, tokens: int) -> float:
+    """FLOPs of the GRUs' matrix products (input and recurrent, every layer and direction) over `tokens` tokens.
+
+    Counted over the *real* tokens: the least any implementation must compute (eager TextGRU packs a batch that is
+    more than a quarter padding, and onnxruntime's GRU stops each row at its `sequence_lens`)."""
+    directions = 2 if config.bidirectional else 1
+    flops = 0.0
+    for layer in range(config.num_hidden_layers):
+        input_size = config.embedding_size if layer == 0 else config.output_size
+        flops += directions * 2 * 3 * config.hidden_size * (input_size + config.hidden_size) * tokens
+    return flops
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def eager_breakdown(model, batches) -> dict:
+    """Self CPU time per operator over one pass (torch.profiler), grouped: GRU kernels (and their GEMMs), rest."""
+    from torch.profiler import profile
+
+    with torch.no_grad(), profile() as prof:
+        for ids, mask in batches:
+            model(input_ids=ids, attention_mask=mask)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    gru_total = sum(e.cpu_time_total for e in events if e.key == "aten::gru")
+    # inside aten::gru on CPU: one mm for all input products, one addmm per step for the recurrent ones
+    gemm = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm"))
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]
+    return {
+        "total_us": total,
+        "gru_us": gru_total,
+        "gemm_us": gemm,
+        "top_ops": {e.key: round(e.self_cpu_time_total) for e in top},
+    }
+
+
+def onnx_breakdown(path: Path, batches) -> dict:
+    """Kernel time per ONNX operator type over one pass (onnxruntime's profiler)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for ids, mask in batches:
+        session.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    trace = Path(session.end_profiling())
+    per_op: collections.Counter = collections.Counter()
+    for event in json.loads(trace.read_text()):
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            per_op[event["args"]["op_name"]] += event["dur"]
+    return {"total_us": sum(per_op.values()), "gru_us": per_op["GRU"], "per_op_us": dict(per_op.most_common(8))}
+
+
+def step_cost_us(hidden: int, input_size: int, steps: int, repeats: int) -> dict:
+    """Microseconds per time step of one GRU direction on one text: torch.gru vs onnxruntime's GRU."""
+    gru = torch.nn.GRU(input_size, hidden, batch_first=True).eval()
+    x = torch.randn(1, steps, input_size)
+    with torch.no_grad():
+        torch_s = median_time(lambda: gru(x), repeats * 20)
+    out = {"torch_us_per_step": torch_s / steps * 1e6}
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "gru.onnx"
+        torch.onnx.export(gru, (x,), str(path), input_names=["x"], output_names=["y", "h"], dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {"x": x.numpy()}
+        ort_s = median_time(lambda: session.run(None, feed), repeats * 20)
+    out["onnxruntime_us_per_step"] = ort_s / steps * 1e6
+    return out
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.quick:
+        args.n_texts, args.repeats = 16, 1
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    from _training import matmul_peak_gflops
+
+    from textgru import TextGRUConfig, TextGRUForSequenceClassification
+    from textgru.export import export_onnx
+    from textgru.inference import encode_texts, fast_backend
+    from textgru.tokenization import train_tokenizer
+
+    corpus, timed, source = load_texts(args)
+    tokenizer = train_tokenizer(corpus, vocab_size=2000 if args.quick else 16000, show_progress=False)
+    config = TextGRUConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_labels=2)
+    model = TextGRUForSequenceClassification(config).eval()
+    backend = fast_backend(tokenizer)
+    timed.sort(key=lambda t: len(backend.encode(t).ids))  # length-sorted batches, as predict() builds them
+    batches = []
+    for i in range(0, len(timed), args.batch_size):
+        ids, mask = encode_texts(backend, timed[i : i + args.batch_size], config.pad_token_id)
+        batches.append((torch.from_numpy(ids), torch.from_numpy(mask)))
+    real = sum(int(m.sum()) for _, m in batches)
+    padded = sum(m.numel() for _, m in batches)
+    peak = matmul_peak_gflops(threads=1)
+
+    def eager_pass():
+        with torch.no_grad():
+            for ids, mask in batches:
+                model(input_ids=ids, attention_mask=mask)
+
+    tokenize_s = median_time(lambda: backend.encode_batch(timed), args.repeats)
+    eager_s = median_time(eager_pass, args.repeats)
+    eager = eager_breakdown(model, batches)
+    report = {
+        "source": source,
+        "texts": len(timed),
+        "batch_size": args.batch_size,
+        "real_tokens": real,
+        "padded_tokens": padded,
+        "matmul_peak_gflops": peak,
+        "tokenize_ms": tokenize_s * 1e3,
+        "eager_forward_ms": eager_s * 1e3,
+        "eager_profile": eager,
+    }
+    flops = gru_matmul_flops(config, real)
+    gru_gemm_at_peak_s = flops / (peak * 1e9)
+    report["gru_matmul_gflop"] = flops / 1e9
+    # mm / addmm are nearly all inside the GRUs (the rest: attention scorer, skip projection, head)
+    report["eager_gru_gemm_gflops"] = flops / (eager["gemm_us"] / 1e6) / 1e9
+    report["eager_gru_gflops"] = flops / (eager["gru_us"] / 1e6) / 1e9
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = export_onnx(model, tokenizer, Path(tmp) / "onnx")
+
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+            feeds = [{"input_ids": i.numpy(), "attention_mask": m.numpy()} for i, m in batches]
+            onnx_s = median_time(lambda: [session.run(["logits"], f) for f in feeds], args.repeats)
+            report["onnx_forward_ms"] = onnx_s * 1e3
+            report["onnx_profile"] = onnx_breakdown(folder / "model.onnx", batches)
+            report["onnx_gru_gflops"] = flops / (report["onnx_profile"]["gru_us"] / 1e6) / 1e9
+    except ImportError:
+        report["onnx_forward_ms"] = None
+    # The ceiling: tokenisation and the GRU products at the matmul peak are all a fast path would pay.
+    eager_end_to_end = eager_s + tokenize_s
+    report["ceiling_speedup_vs_eager"] = eager_end_to_end / (gru_gemm_at_peak_s + tokenize_s)
+    report["ceiling_speedup_vs_eager_gru_gemm_only"] = eager_s / gru_gemm_at_peak_s
+    if report["onnx_forward_ms"]:
+        report["onnx_speedup_vs_eager_end_to_end"] = eager_end_to_end / (onnx_s + tokenize_s)
+    report["batch1_step"] = step_cost_us(config.hidden_size, config.embedding_size, 32, args.repeats)
+    print_report(report, config)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def print_report(r: dict, config) -> None:
+    n_batches = -(-r["texts"] // r["batch_size"])
+    per_batch = lambda ms: ms / n_batches  # noqa: E731
+    eager = r["eager_profile"]
+    print(f"data: {r['source']}; {r['texts']} sentences in {n_batches} length-sorted batches of {r['batch_size']}")
+    print(
+        f"padding: {1 - r['real_tokens'] / r['padded_tokens']:.1%}; matmul peak {r['matmul_peak_gflops']:.0f} GFLOP/s"
+    )
+    print(f"tokenisation: {per_batch(r['tokenize_ms']):.2f} ms per batch")
+    print(
+        f"eager forward: {per_batch(r['eager_forward_ms']):.2f} ms per batch; GRU kernels "
+        f"{eager['gru_us'] / eager['total_us']:.0%} of it ({r['eager_gru_gflops']:.0f} useful GFLOP/s), their matrix "
+        f"products {eager['gemm_us'] / eager['total_us']:.0%} ({r['eager_gru_gemm_gflops']:.0f} GFLOP/s while in them)"
+    )
+    print("  top operators (self ms over all batches): " + ", ".join(
+        f"{k} {v / 1e3:.1f}" for k, v in eager["top_ops"].items()
+    ))  # fmt: skip
+    if r.get("onnx_forward_ms"):
+        onnx = r["onnx_profile"]
+        print(
+            f"onnx forward: {per_batch(r['onnx_forward_ms']):.2f} ms per batch; GRU op "
+            f"{onnx['gru_us'] / onnx['total_us']:.0%} of kernel time ({r['onnx_gru_gflops']:.0f} useful GFLOP/s); "
+            f"end to end {r['onnx_speedup_vs_eager_end_to_end']:.2f}x eager"
+        )
+        print("  operators (ms over all batches): " + ", ".join(
+            f"{k} {v / 1e3:.1f}" for k, v in onnx["per_op_us"].items()
+        ))  # fmt: skip
+    print(
+        f"GRU matrix products on real tokens: {r['gru_matmul_gflop'] / n_batches:.3f} GFLOP per batch; at the matmul "
+        f"peak {r['gru_matmul_gflop'] / n_batches / r['matmul_peak_gflops'] * 1e3:.2f} ms"
+    )
+    print(
+        f"ceiling of any fp32 fast path (GRU products at peak, everything else free but tokenisation): "
+        f"{r['ceiling_speedup_vs_eager']:.2f}x eager end to end"
+    )
+    step = r["batch1_step"]
+    line = (
+        f"batch 1, one GRU direction, hidden {config.hidden_size}: torch.gru {step['torch_us_per_step']:.1f} us/step"
+    )
+    if "onnxruntime_us_per_step" in step:
+        line += f", onnxruntime {step['onnxruntime_us_per_step']:.1f} us/step"
+    directions = 2 if config.bidirectional else 1
+    line += (
+        f"; eager floor for L tokens ~ {directions * config.num_hidden_layers} x L x step "
+        f"= {directions * config.num_hidden_layers * step['torch_us_per_step'] / 1e3:.3f} ms per token"
+    )
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
