@@ -141,3 +141,20 @@ def test_where_time_goes_reports_its_bounds(speed, tmp_path):
     # the ceiling divides eager time by a strictly smaller cost, so it must exceed 1
     assert report["ceiling_speedup_vs_eager"] > 1
     assert report["batch1_step"]["torch_us_per_step"] > 0 and report["batch1_step"]["onnxruntime_us_per_step"] > 0
+
+
+@pytest.mark.slow
+def test_fused_gru_probe_matches_torch(tmp_path):
+    """benchmarks/probe_fused_gru.py compiles its C++ loop (~40 s) and reproduces nn.GRU's outputs (slow marker)."""
+    import shutil
+
+    if not (shutil.which("c++") or shutil.which("g++")) or not shutil.which("ninja"):
+        pytest.skip("needs a C++ compiler and ninja (torch.utils.cpp_extension)")
+    spec = importlib.util.spec_from_file_location("textgru_probe_fused_gru", BENCHMARKS / "probe_fused_gru.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--repeats", "2", "--json", str(tmp_path / "probe.json")])
+    assert {(c["batch"], c["steps"]) for c in report["cases"]} == {(1, 22), (1, 276), (64, 22), (64, 276)}
+    for case in report["cases"]:
+        assert case["max_abs_diff"] < 1e-5, case  # the fused loop computes the same GRU
+        assert case["torch_gru_ms"] > 0 and case["fused_ms"] > 0
