@@ -114,7 +114,74 @@ def markdown(report: dict) -> str:
             each = training[dataset].get("textgru_vs_plain_real_tokens_per_s_repeats", [ratio])
             spread = ", ".join(f"{x:.2f}" for x in each)
             lines.append(f"| {dataset} | **textgru / plain** | | **{ratio:.2f}x** ({spread}) | | | | | |")
+    lines += targets_section(report)
     return "\n".join(lines) + "\n"
+
+
+# Issue 4's targets, as ratios of the same run: (label, threshold, where to read each contender's figure)
+TARGETS = {
+    "b64_vs_distilbert": 25.0,
+    "b1_vs_distilbert_sst2": 12.0,
+    "b1_vs_distilbert_imdb": 8.0,
+    "training_vs_plain": 2.0,
+    "fast_path_vs_eager_b64_sst2": 2.0,
+}
+
+
+def targets_section(report: dict) -> list[str]:
+    """A table of issue 4's targets against this run's ratios (rows whose contenders did not run are left out)."""
+    ratios, tput = report.get("ratios", {}), _tput_key(report)
+    vs_bert, vs_eager = ratios.get("vs_distilbert", {}), ratios.get("vs_textgru", {})
+    sorted_vs_eager = report.get("ratios_length_sorted", {}).get("vs_textgru", {})
+    rows = []
+
+    def row(target: str, threshold: float, measured: dict[str, float]) -> None:
+        if not measured:
+            return
+        cells = ", ".join(f"{name} {value:.2f}x" for name, value in measured.items())
+        met = [name for name, value in measured.items() if value >= threshold]
+        rows.append(f"| {target} | ≥ {threshold:g}x | {cells} | {', '.join(met) if met else 'none'} |")
+
+    fast = [n for n in ("textgru-onnx", "textgru-int8") if n in vs_eager]
+    with_eager = ["textgru", *fast]
+    for d, name in (("sst2", "sentences"), ("imdb", "reviews")):
+        row(
+            f"batch-{report['meta']['args']['batch_size']} throughput vs DistilBERT-size, {name}",
+            TARGETS["b64_vs_distilbert"],
+            {n: vs_bert[n][f"{tput}_{d}"] for n in with_eager if n in vs_bert},
+        )
+    for d, name in (("sst2", "sentences"), ("imdb", "reviews")):
+        row(
+            f"batch-1 latency vs DistilBERT-size (lower by), {name}",
+            TARGETS[f"b1_vs_distilbert_{d}"],
+            {n: vs_bert[n][f"latency_b1_{d}"] for n in with_eager if n in vs_bert},
+        )
+    training = report.get("training") or {}
+    row(
+        "training real tokens/s vs plain padded BiGRU (equal width, depth)",
+        TARGETS["training_vs_plain"],
+        {d: training[d]["textgru_vs_plain_real_tokens_per_s"] for d in DATASETS if d in training},
+    )
+    row(
+        "fast path vs eager TextGRU, batch of sentences (input order)",
+        TARGETS["fast_path_vs_eager_b64_sst2"],
+        {n: vs_eager[n][f"{tput}_sst2"] for n in fast},
+    )
+    row(
+        "fast path vs eager TextGRU, batch of sentences (length-sorted, as predict() batches)",
+        TARGETS["fast_path_vs_eager_b64_sst2"],
+        {n: sorted_vs_eager[n][f"{tput}_sorted_sst2"] for n in fast if n in sorted_vs_eager},
+    )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Targets (issue 4; ratios from this run)",
+        "",
+        "| target | threshold | measured | met by |",
+        "|---|---|---|---|",
+        *rows,
+    ]
 
 
 def plot(report: dict, path: Path) -> None:

@@ -55,6 +55,8 @@ def test_every_contender_has_every_figure(speed, quick_report):
     assert contenders["distilbert"]["parameters"] > 60_000_000  # DistilBertConfig() defaults, not a toy
     assert report["ratios"]["vs_distilbert"]["distilbert"]["latency_b1_sst2"] == pytest.approx(1.0)
     assert (out / "speed.png").stat().st_size > 0
+    targets = (out / "speed.md").read_text().split("## Targets")[1]
+    assert targets.count("| ≥ ") == 7  # every target row of issue 4, from this run's ratios
 
 
 def test_environment_and_inputs_are_recorded(quick_report):
