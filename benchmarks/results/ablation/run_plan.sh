@@ -12,3 +12,6 @@ $A --datasets sst2 --residuals gated                             # 4. highway mo
 $A --datasets imdb --residuals gated
 $A --datasets imdb --residuals none-noln --noln-depths 8 12
 $A --datasets sst2 --residuals none add --seeds 1                # 5. a second seed
+$A --datasets sst2 --residuals none add --depths 12 8 --seeds 1 2   # 6. three seeds where the modes differ most
+$A --datasets imdb --residuals none add --depths 12 8 --seeds 1 2
+$A --datasets sst2 --residuals none add --depths 1 2 4 --seeds 2    # 7. a third seed for the shallow SST-2 runs
