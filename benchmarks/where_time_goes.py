@@ -22,16 +22,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_rnn_paths import median_time  # noqa: E402  (benchmarks/ is on the path from here on)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -72,16 +71,6 @@ def gru_matmul_flops(config, tokens: int) -> float:
         input_size = config.embedding_size if layer == 0 else config.output_size
         flops += directions * 2 * 3 * config.hidden_size * (input_size + config.hidden_size) * tokens
     return flops
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def eager_breakdown(model, batches) -> dict:
@@ -229,6 +218,10 @@ def main(argv=None) -> dict:
     return report
 
 
+def _ops_line(label: str, microseconds: dict) -> str:
+    return f"  {label}: " + ", ".join(f"{k} {v / 1e3:.1f}" for k, v in microseconds.items())
+
+
 def print_report(r: dict, config) -> None:
     n_batches = -(-r["texts"] // r["batch_size"])
     per_batch = lambda ms: ms / n_batches  # noqa: E731
@@ -243,9 +236,7 @@ def print_report(r: dict, config) -> None:
         f"{eager['gru_us'] / eager['total_us']:.0%} of it ({r['eager_gru_gflops']:.0f} useful GFLOP/s), their matrix "
         f"products {eager['gemm_us'] / eager['total_us']:.0%} ({r['eager_gru_gemm_gflops']:.0f} GFLOP/s while in them)"
     )
-    print("  top operators (self ms over all batches): " + ", ".join(
-        f"{k} {v / 1e3:.1f}" for k, v in eager["top_ops"].items()
-    ))  # fmt: skip
+    print(_ops_line("top operators (self ms over all batches)", eager["top_ops"]))
     if r.get("onnx_forward_ms"):
         onnx = r["onnx_profile"]
         print(
@@ -253,9 +244,7 @@ def print_report(r: dict, config) -> None:
             f"{onnx['gru_us'] / onnx['total_us']:.0%} of kernel time ({r['onnx_gru_gflops']:.0f} useful GFLOP/s); "
             f"end to end {r['onnx_speedup_vs_eager_end_to_end']:.2f}x eager"
         )
-        print("  operators (ms over all batches): " + ", ".join(
-            f"{k} {v / 1e3:.1f}" for k, v in onnx["per_op_us"].items()
-        ))  # fmt: skip
+        print(_ops_line("operators (ms over all batches)", onnx["per_op_us"]))
     print(
         f"GRU matrix products on real tokens: {r['gru_matmul_gflop'] / n_batches:.3f} GFLOP per batch; at the matmul "
         f"peak {r['gru_matmul_gflop'] / n_batches / r['matmul_peak_gflops'] * 1e3:.2f} ms"
