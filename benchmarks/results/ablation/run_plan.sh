@@ -15,3 +15,8 @@ $A --datasets sst2 --residuals none add --seeds 1                # 5. a second s
 $A --datasets sst2 --residuals none add --depths 12 8 --seeds 1 2   # 6. three seeds where the modes differ most
 $A --datasets imdb --residuals none add --depths 12 8 --seeds 1 2
 $A --datasets sst2 --residuals none add --depths 1 2 4 --seeds 2    # 7. a third seed for the shallow SST-2 runs
+$A --datasets imdb --residuals none add --depths 1 2 4 --seeds 1 2  # 8. three seeds everywhere else
+$A --datasets sst2 --residuals gated --seeds 1 2
+$A --datasets imdb --residuals gated --seeds 1 2
+$A --datasets sst2 --residuals none-noln --noln-depths 1 8 12 --seeds 1 2
+$A --datasets imdb --residuals none-noln --noln-depths 8 12 --seeds 1 2
