@@ -16,7 +16,8 @@ Steps: 1 parse arguments → 2 train (textgru.recipe.run_recipe) → 3 print the
 """
 
 import textgru  # noqa: F401  (registers the Auto classes)
-from textgru.recipe import format_results_table, parse_and_run, recipe_defaults
+from textgru.recipe import parse_and_run, recipe_defaults
+from textgru.reporting import format_results_table
 
 SENTIMENT_DEFAULTS = {
     **recipe_defaults("sentiment-analysis"),

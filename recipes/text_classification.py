@@ -17,7 +17,8 @@ evaluation, predictions, model card, plots, push) → 3 print the metrics table.
 """
 
 import textgru  # noqa: F401  (registers the Auto classes)
-from textgru.recipe import format_results_table, parse_and_run, recipe_defaults
+from textgru.recipe import parse_and_run, recipe_defaults
+from textgru.reporting import format_results_table
 
 
 def main(args: list[str] | None = None) -> dict:

@@ -7,13 +7,9 @@ is trained once by the main process and loaded by the others.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 import random
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +25,12 @@ from transformers import (
 )
 
 from .configuration_textgru import TextGRUConfig
-from .data import LabelInfo, carve_validation, check_text_columns, load_raw_datasets, prepare_labels, tokenize_datasets
-from .evaluation import best_model_kwargs, build_compute_metrics, predictions_from_logits
+from .data import carve_validation, check_text_columns, load_raw_datasets, tokenize_datasets
+from .evaluation import best_model_kwargs, build_compute_metrics
+from .labels import LabelInfo, prepare_labels
 from .modeling_textgru import TextGRUForSequenceClassification
 from .recipe_args import DataArguments, ModelArguments
+from .reporting import plot_confusion, plot_curves, save_results, write_card, write_predictions
 from .tokenization import check_tokenizer_matches_model, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -250,25 +248,6 @@ def _count_tokens(dataset) -> int:
     return int(sum(len(ids) for ids in dataset["input_ids"]))
 
 
-def _write_predictions(path: Path, raw_split, text_columns, logits: np.ndarray, labels: LabelInfo) -> None:
-    preds = predictions_from_logits(logits, labels.problem_type)
-    with path.open("w") as f:
-        for i, row in enumerate(raw_split):
-            record = {c: row[c] for c in text_columns}
-            if labels.problem_type == "single_label_classification":
-                record["label"] = labels.label_names[row["labels"]]
-                record["prediction"] = labels.label_names[int(preds[i])]
-                probs = np.exp(logits[i] - logits[i].max())
-                record["score"] = float(probs.max() / probs.sum())
-            elif labels.problem_type == "multi_label_classification":
-                record["label"] = [n for n, v in zip(labels.label_names, row["labels"]) if v]
-                record["prediction"] = [n for n, v in zip(labels.label_names, preds[i]) if v]
-            else:
-                record["label"] = row["labels"]
-                record["prediction"] = float(np.asarray(logits[i]).reshape(-1)[0])
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
 def run_recipe(
     model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments, *, task: str
 ) -> dict[str, dict[str, float]]:
@@ -353,80 +332,20 @@ def run_recipe(
         if trainer.is_world_process_zero():
             logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
             logits = logits[np.argsort(order)]  # back to the data set's order
-            _write_predictions(output_dir / f"predictions_{split}.jsonl", raw[split], text_columns, logits, labels)
+            write_predictions(output_dir / f"predictions_{split}.jsonl", raw[split], text_columns, logits, labels)
             if split == "test" and labels.problem_type == "single_label_classification":
-                _plot_confusion(output_dir, raw[split]["labels"], logits, labels)
+                plot_confusion(output_dir, raw[split]["labels"], logits, labels)
     # 10. card, plots, results, push
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(output_dir)
-        _save_results(output_dir, results, model_args, data_args, time.perf_counter() - started)
-        plots = _plot_curves(output_dir, trainer.state.log_history)
+        save_results(output_dir, results, model_args, data_args, time.perf_counter() - started)
+        plots = plot_curves(output_dir, trainer.state.log_history)
         if (output_dir / "confusion_matrix.png").exists():
             plots.append("confusion_matrix.png")
-        _write_card(output_dir, model, labels, model_args, data_args, training_args, results, plots, task, n_params)
+        write_card(output_dir, model, labels, model_args, data_args, training_args, results, plots, task, n_params)
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message=f"textgru {task}")
     return results
-
-
-def _plot_curves(output_dir: Path, log_history: list[dict]) -> list[str]:
-    from .plots import plot_training_curves
-
-    if not any("loss" in entry for entry in log_history):
-        return []
-    plot_training_curves(log_history, output_dir / "training_curves.png")
-    return ["training_curves.png"]
-
-
-def _plot_confusion(output_dir: Path, y_true, logits: np.ndarray, labels: LabelInfo) -> None:
-    from .plots import plot_confusion_matrix
-
-    preds = predictions_from_logits(logits, labels.problem_type)
-    plot_confusion_matrix(list(y_true), list(preds), labels.label_names, output_dir / "confusion_matrix.png")
-
-
-def _save_results(output_dir: Path, results: dict, model_args, data_args, seconds: float) -> None:
-    payload = {
-        "results": results,
-        "wall_time_s": seconds,
-        "model_args": asdict(model_args),
-        "data_args": asdict(data_args),
-        "threads": os.environ.get("OMP_NUM_THREADS"),
-    }
-    (output_dir / "all_results.json").write_text(json.dumps(payload, indent=2, default=str))
-
-
-def _write_card(output_dir, model, labels, model_args, data_args, training_args, results, plots, task, n_params):
-    from .model_card import write_model_card
-
-    hyper = {
-        **model_args.architecture(),
-        "learning_rate": training_args.learning_rate,
-        "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
-        "epochs": training_args.num_train_epochs,
-        "max_seq_length": model_args.max_seq_length,
-        "seed": training_args.seed,
-    }
-    eval_results = {split: metrics for split, metrics in results.items() if split != "train"}
-    dataset = data_args.dataset_name or (Path(data_args.train_file).parent.name if data_args.train_file else None)
-    write_model_card(
-        output_dir,
-        model_name=Path(training_args.output_dir).name,
-        config=model.config,
-        label_names=labels.label_names or [data_args.label_column_name],  # regression: the predicted column
-        problem_type=labels.problem_type,
-        dataset_name=dataset,
-        dataset_description=f"{task}: {data_args.dataset_name or data_args.train_file}",
-        hyperparameters=hyper,
-        eval_results=eval_results,
-        text_columns=data_args.text_columns,
-        base_tokenizer=model_args.tokenizer_name,
-        plots=plots,
-        repo_id=training_args.hub_model_id,
-        training_time_s=results.get("train", {}).get("train_runtime"),
-        extra_notes=None,
-        num_parameters=n_params,
-    )
 
 
 def parse_and_run(defaults: dict, task: str, args: list[str] | None = None) -> tuple[dict, TrainingArguments]:
@@ -442,19 +361,3 @@ def parse_and_run(defaults: dict, task: str, args: list[str] | None = None) -> t
     model_args, data_args, training_args = parse_recipe_args(defaults, args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     return run_recipe(model_args, data_args, training_args, task=task), training_args
-
-
-def format_results_table(results: dict[str, dict[str, float]]) -> str:
-    """A markdown table of the evaluation metrics per split (what the recipes print at the end)."""
-    splits = [s for s in ("validation", "test") if s in results]
-    keys = sorted(
-        {k.split("_", 1)[1] for s in splits for k in results[s] if not k.endswith(("runtime", "per_second"))}
-    )
-    lines = ["| metric | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
-    for key in keys:
-        cells = []
-        for s in splits:
-            value = results[s].get(f"{s}_{key}")
-            cells.append("–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}")
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
