@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import tiny_classifier
 
-from textgru import TextGRUConfig, TextGRUForSequenceClassification
+from textgru import TextGRUForSequenceClassification
 from textgru.explain import Explanation, explain
 from textgru.tokenization import train_tokenizer
 
@@ -38,16 +39,7 @@ def tokenizer():
 
 
 def _model(tokenizer, **overrides) -> TextGRUForSequenceClassification:
-    kwargs = dict(
-        vocab_size=len(tokenizer),
-        embedding_size=16,
-        hidden_size=16,
-        attention_hidden_size=16,
-        num_hidden_layers=2,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    return TextGRUForSequenceClassification(TextGRUConfig(**{**kwargs, **overrides}))
+    return tiny_classifier(tokenizer, 0, **overrides)
 
 
 @pytest.fixture(scope="module")

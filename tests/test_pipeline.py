@@ -5,9 +5,10 @@ import copy
 
 import pytest
 import torch
+from tiny_models import tiny_classifier
 from transformers import pipeline
 
-from textgru import TextGRUConfig, TextGRUForSequenceClassification
+from textgru import TextGRUForSequenceClassification
 
 TEXTS = [
     "a wonderful film",
@@ -19,16 +20,7 @@ LABELS = {0: "negative", 1: "neutral", 2: "positive"}
 
 
 def make_classifier(tokenizer, seed: int = 0, **overrides) -> TextGRUForSequenceClassification:
-    torch.manual_seed(seed)
-    config = TextGRUConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        embedding_size=16,
-        hidden_size=16,
-        attention_hidden_size=16,
-        **overrides,
-    )
-    model = TextGRUForSequenceClassification(config)
+    model = tiny_classifier(tokenizer, seed, **overrides)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn_like(param) * 0.3)  # spread the logits so every check has something to see

@@ -5,13 +5,11 @@
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
-from no_textgru import PREAMBLE
+from no_textgru import PREAMBLE, run_script
 
 TEXTS = ["a wonderful film", "the plot was dull and far too long", "ok", "fine acting , weak script"]
 REPO, TRAINER_REPO = "user/tiny-textgru", "user/tiny-textgru-trainer"
@@ -103,22 +101,6 @@ API = textwrap.dedent(
 )
 
 
-def run(script: str, args: list[str], env: dict[str, str], cwd) -> subprocess.CompletedProcess:
-    path = cwd / "script.py"
-    path.write_text(script)
-    result = subprocess.run(
-        [sys.executable, str(path), *args],
-        env=env,
-        cwd=cwd,  # not the repository root, so `textgru/` is not importable from the working directory
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
-
-
 def hub_env(hub, home) -> dict[str, str]:
     return {**os.environ, **hub.env(), "HF_HOME": str(home)}
 
@@ -129,7 +111,7 @@ def test_local_hub_serves_the_hub_api(local_hub, tmp_path):
     (folder / "a.txt").write_text("alpha")
     (folder / "sub" / "b.txt").write_text("beta")
     (folder / "README.md").write_text("---\nlicense: mit\n---\n# test\n")
-    result = run(API, [str(folder)], hub_env(local_hub, tmp_path / "home"), tmp_path)
+    result = run_script(API, [str(folder)], hub_env(local_hub, tmp_path / "home"), tmp_path)
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["whoami"] == "user" and out["repo_id"] == "user/api-test"
     assert out["files"] == [".gitattributes", "README.md", "a.txt", "sub/b.txt"]
@@ -152,7 +134,7 @@ def pushed(local_hub, tiny_tokenizer, tmp_path_factory):
     work = tmp_path_factory.mktemp("push")
     tiny_tokenizer.save_pretrained(work / "tokenizer")
     args = [str(work / "tokenizer"), str(work), json.dumps(TEXTS), REPO, TRAINER_REPO]
-    run(PUSH, args, hub_env(local_hub, work / "home"), work)
+    run_script(PUSH, args, hub_env(local_hub, work / "home"), work)
     return work
 
 
@@ -179,7 +161,7 @@ def test_push_uploads_model_code_tokenizer_and_card(local_hub, pushed):
 
 
 def test_pushed_model_loads_back_without_textgru(local_hub, pushed, tmp_path):
-    result = run(
+    result = run_script(
         LOAD,
         [str(tmp_path), json.dumps(TEXTS), REPO, TRAINER_REPO],
         hub_env(local_hub, tmp_path / "fresh_home"),  # an empty cache: everything comes from the Hub

@@ -3,13 +3,11 @@ importable, and gives the same outputs. Where textgru is importable, the install
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
-from no_textgru import PREAMBLE
+from no_textgru import PREAMBLE, run_script
 from transformers import AutoModelForSequenceClassification
 
 import textgru
@@ -96,19 +94,13 @@ def test_config_alone_saves_its_auto_map(tmp_path):
 
 def test_loads_with_trust_remote_code_where_textgru_is_not_installed(saved, tmp_path):
     folder, _, expected = saved
-    script = tmp_path / "load.py"
-    script.write_text(BLOCKED_LOAD)
     outputs = tmp_path / "outputs.pt"
-    result = subprocess.run(
-        [sys.executable, str(script), str(folder), str(folder.parent / "inputs.pt"), str(outputs)],
+    result = run_script(
+        BLOCKED_LOAD,
+        [str(folder), str(folder.parent / "inputs.pt"), str(outputs)],
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        cwd=tmp_path,  # not the repository root, where `textgru/` would be importable from the working directory
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["classes"] == ["TextGRUConfig", "TextGRUForSequenceClassification", "TextGRUModel"]
     assert all(module.startswith("transformers_modules.") for module in report["modules"]), report["modules"]

@@ -5,9 +5,10 @@ import random
 import pytest
 import torch
 from datasets import Dataset
+from tiny_models import tiny_classifier
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerFast, Trainer, TrainingArguments
 
-from textgru import TextGRUConfig, TextGRUForSequenceClassification
+from textgru import TextGRUForSequenceClassification
 
 VOCAB = 50
 MARKER = 7  # label 1 means "token 7 occurs somewhere in the sequence"
@@ -41,16 +42,7 @@ def word_tokenizer():
 
 
 def make_model(seed: int, tokenizer) -> TextGRUForSequenceClassification:
-    torch.manual_seed(seed)
-    config = TextGRUConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        embedding_size=16,
-        hidden_size=16,
-        attention_hidden_size=16,
-        num_labels=2,
-    )
-    return TextGRUForSequenceClassification(config)
+    return tiny_classifier(tokenizer, seed, num_labels=2)
 
 
 def make_trainer(model, tokenizer, output_dir, dataset) -> Trainer:
