@@ -46,6 +46,13 @@ class Context:
         return self.cache["tokenizer"]
 
 
+class _Predictor:
+    """A contender's predictor made from one function: raw texts -> class scores."""
+
+    def __init__(self, predict):
+        self.predict = predict
+
+
 def _dir_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -255,14 +262,7 @@ class TfidfLogReg:
     def load(folder: Path, threads: int, max_tokens: int):
         import joblib
 
-        class Predictor:
-            def __init__(self, pipeline):
-                self.pipeline = pipeline
-
-            def predict(self, texts):
-                return self.pipeline.predict_proba(texts)
-
-        return Predictor(joblib.load(folder / "pipeline.joblib"))
+        return _Predictor(joblib.load(folder / "pipeline.joblib").predict_proba)
 
 
 def fasttext_unavailable() -> str | None:
@@ -308,15 +308,9 @@ class FastText:
     def load(folder: Path, threads: int, max_tokens: int):
         import fasttext
 
-        class Predictor:
-            def __init__(self, model):
-                self.model = model
-
-            def predict(self, texts):
-                # list input: fasttext-wheel 0.9.2's single-string path calls np.array(copy=False), broken on numpy 2
-                return self.model.predict([_one_line(t) for t in texts], k=2)[1]
-
-        return Predictor(fasttext.load_model(str(folder / "model.bin")))
+        model = fasttext.load_model(str(folder / "model.bin"))
+        # list input: fasttext-wheel 0.9.2's single-string path calls np.array(copy=False), broken on numpy 2
+        return _Predictor(lambda texts: model.predict([_one_line(t) for t in texts], k=2)[1])
 
 
 CONTENDERS = {

@@ -469,7 +469,7 @@ def plot(runs: list[dict], datasets: list[str], modes: list[str], out: Path, tes
         mine = [r for r in runs if r["dataset"] == dataset]
         deepest = max(r["depth"] for r in mine)
         for mode in modes:
-            run = next((r for r in mine if r["depth"] == deepest and r["residual"] == mode), None)
+            run = next((r for r in mine if (r["depth"], r["residual"], r["seed"]) == (deepest, mode, 0)), None)
             if run and run["loss_curve"]:
                 curve = run["loss_curve"]
                 ax.plot([e["step"] for e in curve], [e["loss"] for e in curve], styles[mode][:2] + "-", label=mode)

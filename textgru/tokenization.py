@@ -155,6 +155,12 @@ def train_tokenizer(
             f"{minimum} ids for the special tokens and byte pieces. Set vocab_size >= {minimum}."
         )
 
+    common = {
+        "vocab_size": vocab_size,
+        "show_progress": show_progress,
+        "special_tokens": SPECIAL_TOKENS,
+        "initial_alphabet": BYTE_ALPHABET,
+    }
     if algorithm == "wordpiece":
         model = models.WordPiece(
             unk_token=UNK_TOKEN,
@@ -162,31 +168,14 @@ def train_tokenizer(
             max_input_chars_per_word=MAX_WORDPIECE_CHARS,
         )
         trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            show_progress=show_progress,
-            special_tokens=SPECIAL_TOKENS,
-            initial_alphabet=BYTE_ALPHABET,
-            continuing_subword_prefix=WORDPIECE_PREFIX,
+            **common, min_frequency=min_frequency, continuing_subword_prefix=WORDPIECE_PREFIX
         )
     elif algorithm == "bpe":
         model = models.BPE(unk_token=UNK_TOKEN)
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            show_progress=show_progress,
-            special_tokens=SPECIAL_TOKENS,
-            initial_alphabet=BYTE_ALPHABET,
-        )
-    else:
+        trainer = trainers.BpeTrainer(**common, min_frequency=min_frequency)
+    else:  # Unigram has no merge threshold
         model = models.Unigram()
-        trainer = trainers.UnigramTrainer(
-            vocab_size=vocab_size,
-            show_progress=show_progress,
-            special_tokens=SPECIAL_TOKENS,
-            initial_alphabet=BYTE_ALPHABET,
-            unk_token=UNK_TOKEN,
-        )
+        trainer = trainers.UnigramTrainer(**common, unk_token=UNK_TOKEN)
 
     tokenizer = Tokenizer(model)
     tokenizer.normalizer = _normalizer(lowercase)
