@@ -160,3 +160,36 @@ def test_fused_gru_probe_matches_torch(tmp_path):
     for case in report["cases"]:
         assert case["max_abs_diff"] < 1e-5, case  # the fused loop computes the same GRU
         assert case["torch_gru_ms"] > 0 and case["fused_ms"] > 0
+
+
+def test_explain_cost_reports_gaps_and_seconds(tmp_path, shared_data, tiny_tokenizer):
+    """benchmarks/explain_cost.py on a tiny saved classifier: a gap per step count, seconds per method."""
+    from tiny_models import tiny_classifier
+
+    folder = tmp_path / "model"
+    tiny_classifier(tiny_tokenizer, num_labels=2).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    spec = importlib.util.spec_from_file_location("textgru_explain_cost", BENCHMARKS / "explain_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(
+        [
+            str(folder),
+            "--data-dir",
+            str(shared_data),
+            "--n-texts",
+            "3",
+            "--steps",
+            "4",
+            "16",
+            "--n-cost",
+            "1",
+            "--cost-tokens",
+            "20",
+            "--json",
+            str(tmp_path / "cost.json"),
+        ]  # fmt: skip
+    )
+    assert set(report["gap"]) == {4, 16} and all(g["max"] >= g["median"] >= 0 for g in report["gap"].values())
+    assert set(report["seconds_per_text"]) == {"integrated_gradients", "occlusion"}
+    assert json.loads((tmp_path / "cost.json").read_text())["texts"] == 3
