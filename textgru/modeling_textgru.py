@@ -3,13 +3,14 @@
 Self-contained on purpose: it imports only torch, transformers and the config (relatively), so a saved
 model loads with ``trust_remote_code=True`` on a machine that has never installed textgru.
 
-Exact padding, fast kernels. A bidirectional ``nn.GRU`` over right-padded input is wrong for the
-backward direction (it reads the padding before the real tokens), and packing fixes that at the price of
-losing the fused oneDNN kernel in training. TextGRU runs each direction as its own unidirectional GRU on
+Exact padding at padded speed. A bidirectional ``nn.GRU`` over right-padded input is wrong for the
+backward direction (it reads the padding before the real tokens), and packing fixes that at the price of a
+much slower training step on the CPU. TextGRU runs each direction as its own unidirectional GRU on
 right-padded input; the backward GRU reads every sequence reversed *within its own length*, so real
-tokens always come before padding and both directions use the fused padded kernel. Outputs at real
-positions therefore never depend on padding or on the other rows of the batch. Under ``torch.no_grad``
-the same weights run on packed sequences, which skips the padded steps (faster inference, same result); there
+tokens always come before padding and both directions run the plain padded GRU. Outputs at real
+positions therefore never depend on padding or on the other rows of the batch. Under ``torch.no_grad``, when
+a quarter or more of the batch is padding, the same weights run on packed sequences, which skips the padded
+steps (faster inference, same result); there
 both directions run as one bidirectional GRU call, which on packed sequences starts each row's backward pass at
 its own last token, so no reversal is needed.
 The measurements behind this choice are in ``docs/design.md`` (``benchmarks/bench_rnn_paths.py``).
