@@ -151,6 +151,23 @@ class TextGRUOnnx:
         return OnnxTextClassifier(folder, intra_op_num_threads=threads, max_length=max_tokens)
 
 
+class TextGRUOnnxInt8:
+    name = "textgru-onnx-int8"
+    IMPORTS = (*_TEXTGRU_IMPORTS, "onnxruntime")
+    description = (
+        "the same ONNX export with its GRUs rewritten as Scans and quantised to int8 by onnxruntime "
+        "(export_onnx(..., int8=True))"
+    )
+
+    @staticmethod
+    def build(ctx: Context, folder: Path) -> None:
+        from textgru.export import export_onnx
+
+        export_onnx(_textgru_fp32(ctx), ctx.tokenizer, folder, overwrite=True, int8=True)
+
+    load = TextGRUOnnx.load
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The tutorial BiGRU and DistilBERT
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,7 +331,8 @@ class FastText:
 
 
 CONTENDERS = {
-    c.name: c for c in (TextGRUEager, TextGRUInt8, TextGRUOnnx, PlainBiGRU, DistilBert, TfidfLogReg, FastText)
+    c.name: c
+    for c in (TextGRUEager, TextGRUInt8, TextGRUOnnx, TextGRUOnnxInt8, PlainBiGRU, DistilBert, TfidfLogReg, FastText)
 }
 
 

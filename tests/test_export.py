@@ -1,4 +1,5 @@
-"""Fast inference formats: int8 quantisation (parity, save/load), ONNX (parity with eager), `textgru export`."""
+"""Fast inference formats: int8 quantisation (parity, save/load), ONNX (parity with eager), int8 ONNX (the GRU-to-Scan
+rewrite, parity), `textgru export`."""
 
 import json
 import random
@@ -233,6 +234,105 @@ def test_onnx_unidirectional_model_matches_eager(tokenizer, test_texts, tmp_path
     )
 
 
+def _session(path):
+    ort = pytest.importorskip("onnxruntime")
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_gru_to_scan_computes_what_the_gru_op_does(bidirectional, tokenizer, tmp_path):
+    """The rewrite is exact in fp32: same logits as the GRU-op graph and eager PyTorch, on mixed lengths (an empty
+    row, length-1 rows), for forward-only and bidirectional layers."""
+    onnx = pytest.importorskip("onnx")
+    from textgru.export import _CHECK_LENGTHS, _example_batch
+    from textgru.onnx_graph import gru_to_scan
+
+    torch.manual_seed(2)
+    config = TextGRUConfig(
+        vocab_size=len(tokenizer), embedding_size=8, hidden_size=16, bidirectional=bidirectional, initializer_range=0.5
+    )
+    model = TextGRUForSequenceClassification(config).eval()
+    export_onnx(model, tokenizer, tmp_path / "onnx")
+    original = onnx.load(str(tmp_path / "onnx" / "model.onnx"))
+    rewritten = gru_to_scan(original)
+    assert [n.op_type for n in original.graph.node].count("GRU") == config.num_hidden_layers
+    assert "GRU" not in [n.op_type for n in rewritten.graph.node]
+    assert [n.op_type for n in rewritten.graph.node].count("Scan") == config.num_hidden_layers
+    onnx.save(rewritten, str(tmp_path / "scan.onnx"))
+    gru_op, scan = _session(tmp_path / "onnx" / "model.onnx"), _session(tmp_path / "scan.onnx")
+    for seed, lengths in enumerate(_CHECK_LENGTHS):
+        ids, mask = _example_batch(config.vocab_size, config.pad_token_id, lengths, seed=seed)
+        feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+        with torch.no_grad():
+            eager = model(input_ids=ids, attention_mask=mask).logits.numpy()
+        assert np.abs(eager).max() > 1.0  # large enough weights that a wrong gate or direction would show
+        np.testing.assert_allclose(scan.run(None, feed)[0], gru_op.run(None, feed)[0], atol=1e-5)
+        np.testing.assert_allclose(scan.run(None, feed)[0], eager, atol=1e-5)
+
+
+def test_gru_to_scan_refuses_what_it_does_not_cover():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from textgru.onnx_graph import gru_to_scan
+
+    hidden = 2
+    weights = [
+        numpy_helper.from_array(np.zeros(shape, np.float32), name)
+        for name, shape in (("W", (1, 3 * hidden, 3)), ("R", (1, 3 * hidden, hidden)), ("B", (1, 6 * hidden)))
+    ]
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [4, 1, 3])
+    lens = helper.make_tensor_value_info("L", TensorProto.INT32, [1])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+
+    def graph(**attributes):
+        node = helper.make_node("GRU", ["X", "W", "R", "B", "L"], ["Y"], hidden_size=hidden, **attributes)
+        return helper.make_model(helper.make_graph([node], "g", [x, lens], [y], weights))
+
+    with pytest.raises(ValueError, match="direction 'reverse' is not supported"):
+        gru_to_scan(graph(direction="reverse", linear_before_reset=1))
+    with pytest.raises(ValueError, match="linear_before_reset"):
+        gru_to_scan(graph(direction="forward"))
+    no_gru = helper.make_model(helper.make_graph([helper.make_node("Identity", ["X"], ["Y"])], "g", [x], [y]))
+    with pytest.raises(ValueError, match="no GRU node"):
+        gru_to_scan(no_gru)
+
+
+def test_onnx_int8_export_agrees_and_is_smaller(trained, tokenizer, test_texts, tmp_path):
+    """int8 ONNX is approximate. Tolerance as for PyTorch int8: >= 97% label agreement, logits within 0.1."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    export_onnx(trained, tokenizer, tmp_path / "fp32")
+    export_onnx(trained, tokenizer, tmp_path / "int8", int8=True)
+    manifest = json.loads((tmp_path / "int8" / MANIFEST_NAME).read_text())
+    assert manifest["format"] == "textgru-onnx" and "int8" in manifest["quantization"]
+    assert manifest["max_abs_diff_fp32_rewrite_vs_eager"] < 1e-4  # the rewrite itself is exact
+    assert 0 < manifest["max_abs_diff_vs_eager"] <= 0.25 and manifest["check_label_agreement"] > 0.5
+    assert sorted(p.name for p in (tmp_path / "int8").iterdir() if p.suffix == ".onnx") == ["model.onnx"]
+    fp32_bytes = (tmp_path / "fp32" / "model.onnx").stat().st_size
+    assert (tmp_path / "int8" / "model.onnx").stat().st_size < fp32_bytes / 2  # ~3.5x on the default config
+    graph = onnx.load(str(tmp_path / "int8" / "model.onnx")).graph
+    scans = [node for node in graph.node if node.op_type == "Scan"]
+    assert len(scans) == trained.config.num_hidden_layers and not [n for n in graph.node if n.op_type == "GRU"]
+    for scan in scans:  # the recurrent matmuls inside each Scan body run in int8 too
+        body_ops = {n.op_type for n in scan.attribute[0].g.node}
+        assert body_ops & {"MatMulInteger", "DynamicQuantizeMatMul"} and "MatMul" not in body_ops
+    texts = test_texts[0] + ["", "good"]
+    eager = TextClassifier(trained, tokenizer).predict(texts)
+    int8 = load_classifier(tmp_path / "int8").predict(texts)
+    assert np.abs(eager).max() > 1.0
+    assert (eager.argmax(-1) == int8.argmax(-1)).mean() >= 0.97
+    assert np.abs(eager - int8).max() < 0.1
+
+
+def test_onnx_int8_export_refuses_a_large_error_and_leaves_nothing(trained, tokenizer, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(RuntimeError, match="int8_atol"):
+        export_onnx(trained, tokenizer, tmp_path / "int8", int8=True, int8_atol=0.0)  # int8 is never exact
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("backend", ["eager", "onnx"])
 def test_sorting_by_length_keeps_input_order_and_logits(backend, trained, tokenizer, test_texts, tmp_path):
     if backend == "onnx":
@@ -313,9 +413,9 @@ def test_encode_texts_right_pads(tokenizer):
     assert (ids[mask == 0] == 0).all()
 
 
-@pytest.mark.parametrize("fmt", ["int8", "onnx"])
+@pytest.mark.parametrize("fmt", ["int8", "onnx", "onnx-int8"])
 def test_cli_export_end_to_end(fmt, model_dir, trained, tokenizer, test_texts, tmp_path, capsys):
-    if fmt == "onnx":
+    if fmt.startswith("onnx"):
         pytest.importorskip("onnxruntime")
     out = tmp_path / fmt
     assert main(["export", str(model_dir), str(out), "--format", fmt, "--check-text", "a good film"]) == 0
@@ -337,7 +437,7 @@ def test_cli_export_bad_model_dir_is_a_clean_error(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_int8_and_onnx_agree_with_fp32_on_sst2(shared_data, tmp_path):
-    """A model trained briefly on real SST-2 sentences: int8 labels agree with fp32 on >= 97% of the test set."""
+    """A model trained briefly on real SST-2 sentences: int8 labels (PyTorch and ONNX) agree with fp32 on >= 97%."""
     pytest.importorskip("onnxruntime")
     import pandas as pd
 
@@ -363,3 +463,6 @@ def test_int8_and_onnx_agree_with_fp32_on_sst2(shared_data, tmp_path):
     assert (int8.argmax(-1) == fp32.argmax(-1)).mean() >= 0.97
     export_onnx(model, tokenizer, tmp_path / "onnx")
     np.testing.assert_allclose(OnnxTextClassifier(tmp_path / "onnx").predict(texts), fp32, atol=1e-4)
+    export_onnx(model, tokenizer, tmp_path / "onnx-int8", int8=True)
+    onnx_int8 = OnnxTextClassifier(tmp_path / "onnx-int8").predict(texts)
+    assert (onnx_int8.argmax(-1) == fp32.argmax(-1)).mean() >= 0.97
