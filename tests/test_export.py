@@ -271,7 +271,7 @@ def test_gru_to_scan_computes_what_the_gru_op_does(bidirectional, tokenizer, tmp
 
 
 def test_gru_to_scan_refuses_what_it_does_not_cover():
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     from textgru.onnx_graph import gru_to_scan

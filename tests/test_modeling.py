@@ -83,7 +83,8 @@ def pad(rows: list[torch.Tensor], side: str, extra: int = 3, seed: int = 1):
 
 @contextlib.contextmanager
 def path(model: nn.Module, name: str):
-    """`train`: grad enabled, padded fused GRU path. `packed`: eval + no_grad. `padded_no_grad`: packing off."""
+    """`train`: grad enabled, padded path (on the CPU: the stepwise GRU). `packed`: eval + no_grad.
+    `padded_no_grad`: packing off."""
     encoder = model.textgru if hasattr(model, "textgru") else model
     previous = encoder.packed_inference, encoder.packed_min_fill
     if name == "train":
@@ -283,6 +284,85 @@ def test_bidirectional_layer_matches_torch_on_unpadded_rows(run):
                 got = layer_output[i, where]
                 torch.testing.assert_close(got[:, HIDDEN:], expected[:, HIDDEN:], rtol=0, atol=ATOL, msg="backward")
                 torch.testing.assert_close(got[:, :HIDDEN], expected[:, :HIDDEN], rtol=0, atol=ATOL, msg="forward")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The stepwise GRU (textgru's own autograd for training on the CPU)
+
+
+def _training_run(model, ids, mask, stepwise: bool):
+    """Logits, every parameter's gradient and the input embeddings' gradient of one training forward/backward."""
+    encoder = model.textgru
+    encoder.stepwise_training = stepwise
+    model.zero_grad()
+    embeds = encoder.embeddings(ids).detach().requires_grad_(True)
+    logits = model(inputs_embeds=embeds, attention_mask=mask).logits
+    (logits * torch.linspace(-1, 1, logits.numel(), dtype=logits.dtype).view_as(logits)).sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return logits.detach(), grads, embeds.grad
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("residual", RESIDUALS)
+def test_stepwise_training_gru_equals_nn_gru(residual, bidirectional):
+    """Same logits and gradients (every parameter, and the inputs) as `nn.GRU`, in float64 to rounding, on
+    left-padded mixed lengths with an empty row and a one-token row."""
+    model = make_model(residual=residual, bidirectional=bidirectional).double().train()
+    ids, mask, _ = pad(make_rows((5, 1, 9, 0, 3)), "left")
+    logits, grads, input_grad = _training_run(model, ids, mask, stepwise=True)
+    ref_logits, ref_grads, ref_input_grad = _training_run(model, ids, mask, stepwise=False)
+    gru_grads = [name for name in ref_grads if "_gru." in name]
+    assert len(gru_grads) == 4 * model.config.num_hidden_layers * (2 if bidirectional else 1)
+    assert sorted(grads) == sorted(ref_grads)
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-12)
+    for name in ref_grads:
+        assert ref_grads[name].abs().max() > 0, name  # a gradient that is there to compare
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=0, atol=1e-12, msg=name)
+    torch.testing.assert_close(input_grad, ref_input_grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_stepwise_gru_passes_gradcheck(steps):
+    from textgru.modeling_textgru import _StepwiseGRU
+
+    generator = torch.Generator().manual_seed(0)
+    directions, batch, inputs, hidden = 2, 3, 5, 4
+
+    def tensor(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).requires_grad_(True)
+
+    x = tensor(directions, steps, batch, inputs)
+    weights = (
+        tensor(directions, 3 * hidden, inputs),
+        tensor(directions, 3 * hidden, hidden),
+        tensor(directions, 3 * hidden),
+        tensor(directions, 3 * hidden),
+    )
+    assert torch.autograd.gradcheck(_StepwiseGRU.apply, (x, *weights))
+
+
+@pytest.mark.parametrize(
+    "setting, expected_calls",
+    [("train", 2), ("no_grad", 0), ("switched_off", 0), ("autocast", 0)],
+)
+def test_stepwise_gru_runs_only_when_training_on_the_cpu(setting, expected_calls, monkeypatch):
+    from textgru import modeling_textgru
+
+    calls = []
+    original = modeling_textgru._StepwiseGRU.apply
+    monkeypatch.setattr(modeling_textgru._StepwiseGRU, "apply", lambda *a: calls.append(1) or original(*a))
+    model = make_model().train()
+    model.textgru.stepwise_training = setting != "switched_off"
+    ids, mask, _ = pad(make_rows(), "right")
+    if setting == "no_grad":
+        context = torch.no_grad()
+    elif setting == "autocast":
+        context = torch.autocast("cpu", dtype=torch.bfloat16)
+    else:
+        context = contextlib.nullcontext()
+    with context:
+        model(ids, attention_mask=mask)
+    assert len(calls) == expected_calls  # one call per layer (both directions at once)
 
 
 def test_padding_receives_no_gradient():

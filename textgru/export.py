@@ -490,7 +490,9 @@ def _quantize_onnx(ort, path: Path, wrapper: _OnnxWrapper, checks, atol: float, 
     session = ort.InferenceSession(str(scan_path), options, providers=["CPUExecutionProvider"])
     diff = max(_max_abs_diff(session, wrapper, ids, mask) for ids, mask in checks)
     if not diff <= atol:
-        raise RuntimeError(f"The GRU-to-Scan rewrite differs from eager PyTorch by {diff:.3g} > atol={atol}; not saved.")
+        raise RuntimeError(
+            f"The GRU-to-Scan rewrite differs from eager PyTorch by {diff:.3g} > atol={atol}; not saved."
+        )
     previous = logging.root.manager.disable
     # the quantiser logs a line per tensor (INFO) and generic advice (WARNING) on the root logger; the result is
     # checked below instead

@@ -14,6 +14,10 @@ steps (faster inference, same result); there
 both directions run as one bidirectional GRU call, which on packed sequences starts each row's backward pass at
 its own last token, so no reversal is needed.
 The measurements behind this choice are in ``docs/design.md`` (``benchmarks/bench_rnn_paths.py``).
+
+Training on a CPU runs the same padded computation through ``_StepwiseGRU``, an autograd function that advances
+both directions in one batched matmul per step and computes the weight gradients in one matmul per layer, in
+place of ``nn.GRU``'s per-step autograd graph (same values; ``TextGRUModel.stepwise_training``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,82 @@ def _reversal_index(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
     positions = torch.arange(seq_len, device=lengths.device).unsqueeze(0)  # (1, seq_len)
     reversed_positions = lengths.unsqueeze(1) - 1 - positions  # (batch, seq_len)
     return torch.where(reversed_positions >= 0, reversed_positions, positions)
+
+
+class _StepwiseGRU(torch.autograd.Function):
+    """GRU layers of all directions at once, for training on the CPU: `x` (directions, seq_len, batch, input) ->
+    states (seq_len, directions, batch, hidden), with `nn.GRU`'s equations and weights stacked by direction.
+
+    What `nn.GRU` costs on a CPU under autograd is mostly per step: a recorded node per gate op per direction and,
+    in backward, a small weight-gradient matmul per step and direction. Here every direction advances in one
+    batched matmul per step, the backward pass is written out (a fixed handful of ops per step), and the weight
+    gradients are one matmul per layer over all steps. Same values as `nn.GRU` to float rounding (checked in
+    tests/test_modeling.py, gradients included); measured in docs/benchmarks.md.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight_ih, weight_hh, bias_ih, bias_hh):
+        directions, steps, batch, input_size = x.shape
+        hidden = weight_hh.shape[-1]
+        # the recurrent biases of the r and z gates add to the input side; only the n gate's sits inside r * (.)
+        bias = bias_ih.clone()
+        bias[:, : 2 * hidden] += bias_hh[:, : 2 * hidden]
+        bias_hn = bias_hh[:, 2 * hidden :].unsqueeze(1)  # (directions, 1, hidden)
+        gates_in = torch.baddbmm(bias.unsqueeze(1), x.view(directions, steps * batch, input_size), weight_ih.mT)
+        gates_in = gates_in.view(directions, steps, batch, 3 * hidden)
+        in_rz, in_n = gates_in[..., : 2 * hidden].unbind(1), gates_in[..., 2 * hidden :].unbind(1)
+        weight_hh_t = weight_hh.mT.contiguous()
+        # saved per step for the backward pass: states, r and z, candidate n, and the recurrent part of n's input
+        states = x.new_empty(steps, directions, batch, hidden)
+        rz = x.new_empty(steps, directions, batch, 2 * hidden)
+        candidate = x.new_empty(steps, directions, batch, hidden)
+        rec_n = x.new_empty(steps, directions, batch, hidden)
+        h = x.new_zeros(directions, batch, hidden)
+        for t in range(steps):
+            rec = torch.bmm(h, weight_hh_t)  # (directions, batch, 3 * hidden)
+            r_z = torch.add(in_rz[t], rec[..., : 2 * hidden], out=rz[t]).sigmoid_()
+            rec_n_t = torch.add(rec[..., 2 * hidden :], bias_hn, out=rec_n[t])
+            n = torch.addcmul(in_n[t], r_z[..., :hidden], rec_n_t, out=candidate[t]).tanh_()
+            h = torch.lerp(n, h, r_z[..., hidden:], out=states[t])  # (1 - z) * n + z * h
+        ctx.save_for_backward(x, weight_ih, weight_hh, states, rz, candidate, rec_n)
+        return states
+
+    @staticmethod
+    def backward(ctx, grad_states):
+        x, weight_ih, weight_hh, states, rz, candidate, rec_n = ctx.saved_tensors
+        directions, steps, batch, input_size = x.shape
+        hidden = weight_hh.shape[-1]
+        grad_states = grad_states.contiguous()
+        grad_rec = x.new_empty(steps, directions, batch, 3 * hidden)  # d(pre-activations) via W_hh: r, z, r * n
+        grad_n = x.new_empty(steps, directions, batch, hidden)  # d(pre-activation of n)
+        zeros = x.new_zeros(directions, batch, hidden)
+        grad_h = None
+        for t in range(steps - 1, -1, -1):
+            grad_h = grad_states[t] if grad_h is None else grad_h + grad_states[t]
+            r_z, n = rz[t], candidate[t]
+            r, z = r_z[..., :hidden], r_z[..., hidden:]
+            h_prev = states[t - 1] if t > 0 else zeros
+            grad_h_z = grad_h * z  # the path through h' = n + z * (h - n) that skips the gates
+            grad_n_t = torch.ops.aten.tanh_backward(grad_h - grad_h_z, n)
+            grad_n[t] = grad_n_t
+            grad_r_z = torch.cat([grad_n_t * rec_n[t], (h_prev - n).mul_(grad_h)], dim=-1)
+            rec = torch.cat([torch.ops.aten.sigmoid_backward(grad_r_z, r_z), grad_n_t * r], dim=-1, out=grad_rec[t])
+            grad_h = torch.baddbmm(grad_h_z, rec, weight_hh)
+        # weight and input gradients: one matmul each over all steps, direction by direction
+        grad_rec = grad_rec.transpose(0, 1).reshape(directions, steps * batch, 3 * hidden)
+        grad_in = torch.cat(
+            [grad_rec[..., : 2 * hidden], grad_n.transpose(0, 1).reshape(directions, steps * batch, hidden)], dim=-1
+        )
+        h_prev = states[:-1].transpose(0, 1).reshape(directions, (steps - 1) * batch, hidden)
+        grad_weight_hh = torch.bmm(grad_rec[:, batch:].mT, h_prev)  # step 0 starts from h = 0
+        grad_bias_ih = grad_in.sum(1)
+        grad_bias_hh = torch.cat([grad_bias_ih[:, : 2 * hidden], grad_rec[..., 2 * hidden :].sum(1)], dim=-1)
+        grad_weight_ih = torch.bmm(grad_in.mT, x.view(directions, steps * batch, input_size))
+        grad_x = torch.bmm(grad_in, weight_ih).view(directions, steps, batch, input_size)
+        return grad_x, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh
+
+
+_GRU_WEIGHTS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
 
 class TextGRUBidirectionalLayer(nn.Module):
@@ -83,10 +163,35 @@ class TextGRUBidirectionalLayer(nn.Module):
         out = nn.utils.rnn.PackedSequence(data, seq.batch_sizes, seq.sorted_indices, seq.unsorted_indices)
         return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
 
+    def _run_stepwise(self, x: torch.Tensor, reversal: torch.Tensor) -> torch.Tensor:
+        """Both directions through `_StepwiseGRU`: the same values as the two-GRU padded path."""
+        batch, seq_len, input_size = x.shape
+        grus = [self.forward_gru] if self.backward_gru is None else [self.forward_gru, self.backward_gru]
+        directions, hidden = len(grus), self.forward_gru.hidden_size
+        row = torch.arange(batch, device=x.device)
+        step = torch.arange(seq_len, device=x.device)
+        # gather both directions' inputs time-major in one go; the backward one reads each row reversed in its length
+        sources = [row.unsqueeze(0) * seq_len + step.unsqueeze(1), row.unsqueeze(0) * seq_len + reversal.t()]
+        x = x.reshape(batch * seq_len, input_size).index_select(0, torch.stack(sources[:directions]).reshape(-1))
+        weights = [torch.stack([getattr(gru, name) for gru in grus]) for name in _GRU_WEIGHTS]
+        states = _StepwiseGRU.apply(x.view(directions, seq_len, batch, input_size), *weights)  # (seq, dirs, batch, h)
+        # and back to (batch, seq_len, hidden * directions), the backward direction in reading order again
+        targets = [step.expand(batch, seq_len) * directions * batch, reversal * directions * batch + batch]
+        index = (torch.stack(targets[:directions], dim=-1) + row.view(batch, 1, 1)).reshape(-1)  # (batch, seq, dirs)
+        return states.view(-1, hidden).index_select(0, index).view(batch, seq_len, directions * hidden)
+
     def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor, reversal: torch.Tensor, packed: bool = False
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor,
+        reversal: torch.Tensor,
+        packed: bool = False,
+        stepwise: bool = False,
     ) -> torch.Tensor:
         # x: (batch, seq_len, input_size), right-padded; returns (batch, seq_len, hidden * directions)
+        plain = type(self.forward_gru) is nn.GRU and type(self.backward_gru) in (nn.GRU, type(None))  # not int8
+        if stepwise and plain:
+            return self._run_stepwise(x, reversal)
         if packed and type(self.forward_gru) is nn.GRU and type(self.backward_gru) is nn.GRU:  # not int8 copies
             return self._run_packed_bidirectional(x, lengths)
         out = self._run(self.forward_gru, x, lengths, packed)
@@ -111,8 +216,8 @@ class TextGRUResidualBlock(nn.Module):
         self.projection = nn.Linear(input_size, width, bias=False) if needs_projection else nn.Identity()
         self.gate = nn.Linear(2 * width, width) if config.residual == "gated" else None
 
-    def forward(self, x, lengths, reversal, mask, packed: bool = False) -> torch.Tensor:
-        update = self.dropout(self.rnn(self.norm(x), lengths, reversal, packed))  # (batch, seq_len, width)
+    def forward(self, x, lengths, reversal, mask, packed: bool = False, stepwise: bool = False) -> torch.Tensor:
+        update = self.dropout(self.rnn(self.norm(x), lengths, reversal, packed, stepwise))  # (batch, seq_len, width)
         if self.residual == "none":
             out = update
         else:
@@ -240,6 +345,10 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # decreasing length and is meant for ONNX only (ONNX's GRU accepts lengths in any order; TorchScript's
         # packing would not).
         self.trace_packed = False
+        # With gradients on a CPU, run the GRUs through textgru's own autograd function (`_StepwiseGRU`: all
+        # directions per step in one matmul, weight gradients in one matmul per layer) instead of `nn.GRU`; same
+        # values, a faster training step. Elsewhere (no gradients, CUDA, autocast, tracing) `nn.GRU` runs.
+        self.stepwise_training = True
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -333,13 +442,21 @@ class TextGRUModel(TextGRUPreTrainedModel):
                 and int(lengths.sum()) < self.packed_min_fill * batch_size * width
             )
 
+        stepwise = (
+            self.stepwise_training
+            and torch.is_grad_enabled()
+            and embeds.device.type == "cpu"
+            and not torch.is_autocast_enabled(embeds.device.type)
+            and not torch.jit.is_tracing()
+        )
+
         x = self.embedding_dropout(embeds) * step_mask  # (batch, width, embedding_size)
         if self.training and self.config.word_dropout > 0:  # drop whole tokens, not single features
             keep = torch.rand(x.shape[:2], device=device) >= self.config.word_dropout
             x = x * keep.unsqueeze(-1).to(x.dtype)
         hidden_states = [x] if output_hidden_states else None
         for layer in self.layers:
-            x = layer(x, lengths, reversal, step_mask, packed)  # (batch, width, output_size)
+            x = layer(x, lengths, reversal, step_mask, packed, stepwise)  # (batch, width, output_size)
             if output_hidden_states:
                 hidden_states.append(x)
         x = self.final_norm(x) * step_mask

@@ -40,9 +40,10 @@ def _step_body(hidden: int, prefix: str, directions: tuple[str, ...]):
     def value(name: str, width):
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", width])
 
+    split_gates, split_zr = np.array([2 * hidden, hidden]), np.array([hidden, hidden])
     nodes = [
-        helper.make_node("Constant", [], ["split_gates"], value=numpy_helper.from_array(np.array([2 * hidden, hidden]))),
-        helper.make_node("Constant", [], ["split_zr"], value=numpy_helper.from_array(np.array([hidden, hidden]))),
+        helper.make_node("Constant", [], ["split_gates"], value=numpy_helper.from_array(split_gates)),
+        helper.make_node("Constant", [], ["split_zr"], value=numpy_helper.from_array(split_zr)),
     ]
     for d in directions:
         n = lambda s, d=d: f"{s}_{d}"  # noqa: E731 - names local to one direction
@@ -127,7 +128,7 @@ def gru_to_scan(model):
                 (f"{prefix}_Rb_{d}", bias[i, 3 * hidden :]),
             ):
                 new_inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
-        t = lambda s: f"{prefix}_{s}"  # noqa: E731
+        t = lambda s, prefix=prefix: f"{prefix}_{s}"  # noqa: E731
         new_nodes += [
             # mask (time, batch, 1): 1 where the step is inside the row's length
             helper.make_node("Shape", [x], [t("x_shape")]),
@@ -183,7 +184,8 @@ def gru_to_scan(model):
     if not replaced:
         raise ValueError("gru_to_scan: the graph has no GRU node.")
     del graph.node[:]
-    graph.node.extend(_topological(new_nodes, {i.name for i in graph.input}, set(initializers) | {i.name for i in new_inits}))
+    constants = set(initializers) | {i.name for i in new_inits}
+    graph.node.extend(_topological(new_nodes, {i.name for i in graph.input}, constants))
     graph.initializer.extend(new_inits)
     used = {name for node in graph.node for name in node.input} | _subgraph_inputs(graph)
     keep = [init for init in graph.initializer if init.name in used]
@@ -194,7 +196,7 @@ def gru_to_scan(model):
 
 
 def _constant(name: str, initializers: dict, producers: dict) -> np.ndarray | None:
-    """The value of `name` when it is an initializer or a `Constant` node's output (through `Identity`s), else `None`."""
+    """The value of `name` if it is an initializer or a `Constant` node's output (through `Identity`s), else None."""
     from onnx import numpy_helper
 
     if name in initializers:
