@@ -102,7 +102,10 @@ def markdown(report: dict) -> str:
         for dataset in DATASETS:
             if dataset not in training:
                 continue
-            for model, batching in (("textgru", "length-grouped"), ("plain-bigru", "random")):
+            rows = (("textgru", "length-grouped"), ("textgru-nn-gru", "length-grouped"), ("plain-bigru", "random"))
+            for model, batching in rows:
+                if model not in training[dataset]:
+                    continue
                 r = training[dataset][model]
                 lines.append(
                     f"| {dataset} | {model} | {batching}, {r['batch_size']} x {r['steps']} | "
@@ -114,6 +117,11 @@ def markdown(report: dict) -> str:
             each = training[dataset].get("textgru_vs_plain_real_tokens_per_s_repeats", [ratio])
             spread = ", ".join(f"{x:.2f}" for x in each)
             lines.append(f"| {dataset} | **textgru / plain** | | **{ratio:.2f}x** ({spread}) | | | | | |")
+            if "stepwise_vs_nn_gru_real_tokens_per_s" in training[dataset]:
+                gain = training[dataset]["stepwise_vs_nn_gru_real_tokens_per_s"]
+                each = training[dataset]["stepwise_vs_nn_gru_real_tokens_per_s_repeats"]
+                spread = ", ".join(f"{x:.2f}" for x in each)
+                lines.append(f"| {dataset} | textgru / textgru-nn-gru | | {gain:.2f}x ({spread}) | | | | | |")
     lines += targets_section(report)
     return "\n".join(lines) + "\n"
 

@@ -6,6 +6,8 @@ Each model is trained the way it would be in practice, for the same number of st
   `train_sampling_strategy="group_by_length"`), padded to the batch's longest text; the model trims the rest.
 - plain BiGRU: uniformly random batches padded to the batch's longest text, one `nn.GRU(num_layers=L,
   bidirectional=True)` straight over the padding, max-pool over time including padding.
+- TextGRU on `nn.GRU` (`textgru-nn-gru`): the same TextGRU and batches with `stepwise_training = False`, so the
+  gain of textgru's own GRU autograd (`_StepwiseGRU`) is measured in the same run.
 
 Both: forward + cross-entropy + backward + AdamW step (the fused CPU kernel, `Trainer`'s default optimiser with
 torch >= 2.8), dropout on, one warm-up step not timed. Throughput is in real (non-padding) tokens per second; the
@@ -160,10 +162,11 @@ def _median_over_repeats(per_repeat: list[dict]) -> dict:
 def training_comparison(
     token_ids, labels, pad_id: int, vocab_size: int, steps: int, batch_size: int, seed: int, repeats: int = 3
 ):
-    """Train TextGRU (default config) and a plain BiGRU of equal width and depth, `repeats` x `steps` steps each.
+    """Train TextGRU (default config; also on `nn.GRU`) and a plain BiGRU of equal width and depth, `repeats` x
+    `steps` steps each.
 
     Returns a dict with one entry per model (median timings, tokens/s, achieved GFLOP/s, per-repeat values), the
-    per-repeat and median textgru / plain ratios, and the configs.
+    per-repeat and median textgru / plain and stepwise / nn.GRU ratios, and the configs.
     """
     from _contenders import tutorial_bigru
 
@@ -177,8 +180,12 @@ def training_comparison(
         "num_layers": config.num_hidden_layers,
     }
     lengths = [max(len(t), 1) for t in token_ids]
+    textgru_flops = 3 * textgru_forward_flops_per_token(config)
+    torch_gru = TextGRUForSequenceClassification(config)  # the same model on torch's nn.GRU autograd
+    torch_gru.textgru.stepwise_training = False
     models = {
-        "textgru": (TextGRUForSequenceClassification(config), True, 3 * textgru_forward_flops_per_token(config)),
+        "textgru": (TextGRUForSequenceClassification(config), True, textgru_flops),
+        "textgru-nn-gru": (torch_gru, True, textgru_flops),
         "plain-bigru": (
             tutorial_bigru(vocab_size=vocab_size, pad_id=pad_id, **plain_hparams),
             False,
@@ -188,6 +195,7 @@ def training_comparison(
     optimizers = {name: make_optimizer(model) for name, (model, _, _) in models.items()}
     samplers = {
         "textgru": lambda s: grouped_batches(lengths, batch_size, steps + 1, s),
+        "textgru-nn-gru": lambda s: grouped_batches(lengths, batch_size, steps + 1, s),
         "plain-bigru": lambda s: random_batches(len(token_ids), batch_size, steps + 1, s),
     }
     per_repeat: dict[str, list[dict]] = {name: [] for name in models}
@@ -212,6 +220,13 @@ def training_comparison(
     ]
     results["textgru_vs_plain_real_tokens_per_s_repeats"] = ratios
     results["textgru_vs_plain_real_tokens_per_s"] = statistics.median(ratios)
+    # what textgru's stepwise GRU autograd buys over nn.GRU's, same model and batches
+    gains = [
+        t["real_tokens_per_s"] / n["real_tokens_per_s"]
+        for t, n in zip(per_repeat["textgru"], per_repeat["textgru-nn-gru"])
+    ]
+    results["stepwise_vs_nn_gru_real_tokens_per_s_repeats"] = gains
+    results["stepwise_vs_nn_gru_real_tokens_per_s"] = statistics.median(gains)
     results["optimizer"] = type(optimizers["textgru"]).__name__ + (
         " (fused)" if optimizers["textgru"].defaults.get("fused") else ""
     )

@@ -380,7 +380,7 @@ def training_figures(args, data: dict, tokenizer, _training) -> dict:
             args.seed,
             repeats=args.repeats,
         )
-        for model in ("textgru", "plain-bigru"):
+        for model in ("textgru", "textgru-nn-gru", "plain-bigru"):
             result[model]["fraction_of_matmul_peak"] = result[model]["gflops_per_s_executed"] / out[peak_key]
         out[dataset] = result
     backend.no_truncation()

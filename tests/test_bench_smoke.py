@@ -81,6 +81,8 @@ def test_training_comparison_fields(quick_report):
             assert run["real_tokens_per_s"] > 0 and run["gflops_per_s_executed"] > 0
             assert 0 <= run["fraction_of_matmul_peak"]
         assert training[dataset]["textgru_vs_plain_real_tokens_per_s"] > 0
+        assert training[dataset]["textgru-nn-gru"]["real_tokens"] == training[dataset]["textgru"]["real_tokens"]
+        assert training[dataset]["stepwise_vs_nn_gru_real_tokens_per_s"] > 0
         # equal width and depth: the plain BiGRU mirrors TextGRU's default config
         configs = training[dataset]["configs"]
         assert configs["plain-bigru"]["num_layers"] == 2 and configs["plain-bigru"]["hidden_size"] == 128
@@ -119,7 +121,9 @@ def test_training_repeats_are_interleaved_and_summarised(speed):
     result = _training.training_comparison(token_ids, labels, 0, 200, steps=2, batch_size=4, seed=0, repeats=3)
     ratios = result["textgru_vs_plain_real_tokens_per_s_repeats"]
     assert len(ratios) == 3 and result["textgru_vs_plain_real_tokens_per_s"] == statistics.median(ratios)
-    for model in ("textgru", "plain-bigru"):
+    gains = result["stepwise_vs_nn_gru_real_tokens_per_s_repeats"]
+    assert len(gains) == 3 and result["stepwise_vs_nn_gru_real_tokens_per_s"] == statistics.median(gains)
+    for model in ("textgru", "textgru-nn-gru", "plain-bigru"):
         per_repeat = result[model]["repeats"]
         assert len(per_repeat) == 3 and all(r["steps"] == 2 for r in per_repeat)
         assert result[model]["real_tokens_per_s"] == statistics.median(r["real_tokens_per_s"] for r in per_repeat)
