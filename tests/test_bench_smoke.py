@@ -197,3 +197,16 @@ def test_explain_cost_reports_gaps_and_seconds(tmp_path, shared_data, tiny_token
     assert set(report["gap"]) == {4, 16} and all(g["max"] >= g["median"] >= 0 for g in report["gap"].values())
     assert set(report["seconds_per_text"]) == {"integrated_gradients", "occlusion"}
     assert json.loads((tmp_path / "cost.json").read_text())["texts"] == 3
+
+
+def test_stepwise_crossover_reports_every_configuration(tmp_path):
+    """benchmarks/stepwise_crossover.py on tiny sizes: one row per configuration, both paths timed, JSON written."""
+    spec = importlib.util.spec_from_file_location("textgru_stepwise_crossover", BENCHMARKS / "stepwise_crossover.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "crossover.json"
+    args = ["--hidden", "8", "--batch", "2", "3", "--length", "5", "--repeats", "1", "--json", str(out)]
+    results = module.main(args)
+    assert [(r["hidden"], r["batch"], r["length"]) for r in results] == [(8, 2, 5), (8, 3, 5)]
+    assert all(r["nn_gru_s"] > 0 and r["stepwise_s"] > 0 and r["speedup"] > 0 for r in results)
+    assert json.loads(out.read_text())["results"] == results

@@ -343,7 +343,7 @@ def test_stepwise_gru_passes_gradcheck(steps):
 
 @pytest.mark.parametrize(
     "setting, expected_calls",
-    [("train", 2), ("no_grad", 0), ("switched_off", 0), ("autocast", 0)],
+    [("train", 2), ("no_grad", 0), ("switched_off", 0), ("autocast", 0), ("large_batch", 0)],
 )
 def test_stepwise_gru_runs_only_when_training_on_the_cpu(setting, expected_calls, monkeypatch):
     from textgru import modeling_textgru
@@ -354,6 +354,8 @@ def test_stepwise_gru_runs_only_when_training_on_the_cpu(setting, expected_calls
     model = make_model().train()
     model.textgru.stepwise_training = setting != "switched_off"
     ids, mask, _ = pad(make_rows(), "right")
+    if setting == "large_batch":  # more rows than the stepwise GRU is measured to win at: nn.GRU runs
+        model.textgru.stepwise_max_batch = ids.size(0) - 1
     if setting == "no_grad":
         context = torch.no_grad()
     elif setting == "autocast":

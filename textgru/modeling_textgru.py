@@ -347,8 +347,11 @@ class TextGRUModel(TextGRUPreTrainedModel):
         self.trace_packed = False
         # With gradients on a CPU, run the GRUs through textgru's own autograd function (`_StepwiseGRU`: all
         # directions per step in one matmul, weight gradients in one matmul per layer) instead of `nn.GRU`; same
-        # values, a faster training step. Elsewhere (no gradients, CUDA, autocast, tracing) `nn.GRU` runs.
+        # values, a faster training step for batches of up to `stepwise_max_batch` rows (measured by
+        # benchmarks/stepwise_crossover.py: 1.1-2.2x faster up to 32 rows at hidden 64-512, mixed at 64, mostly
+        # slower at 128). Elsewhere (larger batches, no gradients, CUDA, autocast, tracing) `nn.GRU` runs.
         self.stepwise_training = True
+        self.stepwise_max_batch = 32
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -444,6 +447,7 @@ class TextGRUModel(TextGRUPreTrainedModel):
 
         stepwise = (
             self.stepwise_training
+            and batch_size <= self.stepwise_max_batch
             and torch.is_grad_enabled()
             and embeds.device.type == "cpu"
             and not torch.is_autocast_enabled(embeds.device.type)
