@@ -4,9 +4,11 @@ Compares, at equal width and depth, on the same random batch with mixed lengths:
   padded-bidir   one nn.GRU(bidirectional=True) over right-padded input (fast, but WRONG: the backward
                  direction reads the padding before the real tokens)
   packed-bidir   nn.GRU(bidirectional=True) over pack_padded_sequence (exact; loses the fused kernel in training)
-  textgru        textgru's layer: a forward GRU on right-padded input and a backward GRU that reads each
-                 sequence reversed within its own length (exact; fused padded kernel in both directions);
+  textgru        textgru's layer on nn.GRU: a forward GRU on right-padded input and a backward GRU that reads
+                 each sequence reversed within its own length (exact; the padded kernel in both directions);
                  under no_grad textgru packs (see `packed_inference`)
+  textgru-stepwise  the same layer as textgru trains it on the CPU: both directions through its own GRU
+                 autograd (`_StepwiseGRU`, `TextGRUModel.stepwise_training`); same values
 
 Run:  OMP_NUM_THREADS=1 python benchmarks/bench_rnn_paths.py [--hidden 256 --layers 2 --batch 64 --length 128]
 Prints a markdown table (median seconds over --repeats) and the max deviation of each path from an unpadded
@@ -41,7 +43,7 @@ class Stack(nn.Module):
     def __init__(self, kind: str, size: int, hidden: int, layers: int):
         super().__init__()
         self.kind = kind
-        if kind == "textgru":
+        if kind.startswith("textgru"):
             from textgru import TextGRUConfig
 
             config = TextGRUConfig(hidden_size=hidden, embedding_size=size, num_hidden_layers=layers)
@@ -58,8 +60,9 @@ class Stack(nn.Module):
             seq = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             return nn.utils.rnn.pad_packed_sequence(self.gru(seq)[0], batch_first=True, total_length=x.size(1))[0]
         reversal = _reversal_index(lengths, x.size(1))
+        stepwise = self.kind == "textgru-stepwise" and torch.is_grad_enabled()
         for layer in self.layers:
-            x = layer(x, lengths, reversal, packed)
+            x = layer(x, lengths, reversal, packed, stepwise)
         return x
 
 
@@ -86,15 +89,15 @@ def main() -> None:
         f"({100 * (1 - mask.mean().item()):.0f}% padding), median of {args.repeats}\n"
     )
     rows = []
-    for kind in ("padded-bidir", "packed-bidir", "textgru"):
+    for kind in ("padded-bidir", "packed-bidir", "textgru", "textgru-stepwise"):
         stack = Stack(kind, size, hidden, args.layers)
-        # exactness: each row alone, unpadded, is the reference
-        with torch.no_grad():
-            batched = stack(x, lengths)
+        # exactness: each row alone, unpadded, is the reference (with gradients on for the stepwise training path)
+        with torch.set_grad_enabled(kind == "textgru-stepwise"):
+            batched = stack(x, lengths).detach()
             dev = 0.0
             for i in range(0, args.batch, max(1, args.batch // 8)):
                 n = int(lengths[i])
-                alone = stack(x[i : i + 1, :n], lengths[i : i + 1])
+                alone = stack(x[i : i + 1, :n], lengths[i : i + 1]).detach()
                 dev = max(dev, (alone[0] - batched[i, :n]).abs().max().item())
 
         def train_step(stack=stack):
