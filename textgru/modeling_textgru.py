@@ -51,13 +51,14 @@ def _reversal_index(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
 
 class _StepwiseGRU(torch.autograd.Function):
     """GRU layers of all directions at once, for training on the CPU: `x` (directions, seq_len, batch, input) ->
-    states (seq_len, directions, batch, hidden), with `nn.GRU`'s equations and weights stacked by direction.
+    states (directions, seq_len, batch, hidden), with `nn.GRU`'s equations and weights stacked by direction.
 
     What `nn.GRU` costs on a CPU under autograd is mostly per step: a recorded node per gate op per direction and,
     in backward, a small weight-gradient matmul per step and direction. Here every direction advances in one
     batched matmul per step, the backward pass is written out (a fixed handful of ops per step), and the weight
-    gradients are one matmul per layer over all steps. Same values as `nn.GRU` to float rounding (checked in
-    tests/test_modeling.py, gradients included); measured in docs/benchmarks.md.
+    and input gradients are one matmul each per layer over all steps, straight from direction-major buffers (no
+    transposing copies). Same values as `nn.GRU` to float rounding (checked in tests/test_modeling.py, gradients
+    included); measured in docs/design.md.
     """
 
     @staticmethod
@@ -73,17 +74,18 @@ class _StepwiseGRU(torch.autograd.Function):
         in_rz, in_n = gates_in[..., : 2 * hidden].unbind(1), gates_in[..., 2 * hidden :].unbind(1)
         weight_hh_t = weight_hh.mT.contiguous()
         # saved per step for the backward pass: states, r and z, candidate n, and the recurrent part of n's input
-        states = x.new_empty(steps, directions, batch, hidden)
-        rz = x.new_empty(steps, directions, batch, 2 * hidden)
-        candidate = x.new_empty(steps, directions, batch, hidden)
-        rec_n = x.new_empty(steps, directions, batch, hidden)
+        states = x.new_empty(directions, steps, batch, hidden)
+        rz = x.new_empty(directions, steps, batch, 2 * hidden)
+        candidate = x.new_empty(directions, steps, batch, hidden)
+        rec_n = x.new_empty(directions, steps, batch, hidden)
+        states_t, rz_t, candidate_t, rec_n_t = states.unbind(1), rz.unbind(1), candidate.unbind(1), rec_n.unbind(1)
         h = x.new_zeros(directions, batch, hidden)
         for t in range(steps):
             rec = torch.bmm(h, weight_hh_t)  # (directions, batch, 3 * hidden)
-            r_z = torch.add(in_rz[t], rec[..., : 2 * hidden], out=rz[t]).sigmoid_()
-            rec_n_t = torch.add(rec[..., 2 * hidden :], bias_hn, out=rec_n[t])
-            n = torch.addcmul(in_n[t], r_z[..., :hidden], rec_n_t, out=candidate[t]).tanh_()
-            h = torch.lerp(n, h, r_z[..., hidden:], out=states[t])  # (1 - z) * n + z * h
+            r_z = torch.add(in_rz[t], rec[..., : 2 * hidden], out=rz_t[t]).sigmoid_()
+            rec_n_step = torch.add(rec[..., 2 * hidden :], bias_hn, out=rec_n_t[t])
+            n = torch.addcmul(in_n[t], r_z[..., :hidden], rec_n_step, out=candidate_t[t]).tanh_()
+            h = torch.lerp(n, h, r_z[..., hidden:], out=states_t[t])  # (1 - z) * n + z * h
         ctx.save_for_backward(x, weight_ih, weight_hh, states, rz, candidate, rec_n)
         return states
 
@@ -92,34 +94,46 @@ class _StepwiseGRU(torch.autograd.Function):
         x, weight_ih, weight_hh, states, rz, candidate, rec_n = ctx.saved_tensors
         directions, steps, batch, input_size = x.shape
         hidden = weight_hh.shape[-1]
-        grad_states = grad_states.contiguous()
-        grad_rec = x.new_empty(steps, directions, batch, 3 * hidden)  # d(pre-activations) via W_hh: r, z, r * n
-        grad_n = x.new_empty(steps, directions, batch, hidden)  # d(pre-activation of n)
+        grad_rec = x.new_empty(directions, steps, batch, 3 * hidden)  # d(pre-activations) via W_hh: r, z, r * n
+        grad_n = x.new_empty(directions, steps, batch, hidden)  # d(pre-activation of n)
+        grad_states_t, grad_rec_t, grad_n_t = grad_states.unbind(1), grad_rec.unbind(1), grad_n.unbind(1)
+        states_t, rz_t, candidate_t, rec_n_t = states.unbind(1), rz.unbind(1), candidate.unbind(1), rec_n.unbind(1)
         zeros = x.new_zeros(directions, batch, hidden)
         grad_h = None
         for t in range(steps - 1, -1, -1):
-            grad_h = grad_states[t] if grad_h is None else grad_h + grad_states[t]
-            r_z, n = rz[t], candidate[t]
+            grad_h = grad_states_t[t] if grad_h is None else grad_h + grad_states_t[t]
+            r_z, n = rz_t[t], candidate_t[t]
             r, z = r_z[..., :hidden], r_z[..., hidden:]
-            h_prev = states[t - 1] if t > 0 else zeros
+            h_prev = states_t[t - 1] if t > 0 else zeros
             grad_h_z = grad_h * z  # the path through h' = n + z * (h - n) that skips the gates
-            grad_n_t = torch.ops.aten.tanh_backward(grad_h - grad_h_z, n)
-            grad_n[t] = grad_n_t
-            grad_r_z = torch.cat([grad_n_t * rec_n[t], (h_prev - n).mul_(grad_h)], dim=-1)
-            rec = torch.cat([torch.ops.aten.sigmoid_backward(grad_r_z, r_z), grad_n_t * r], dim=-1, out=grad_rec[t])
+            grad_n_step = torch.ops.aten.tanh_backward(grad_h - grad_h_z, n)
+            grad_n_t[t].copy_(grad_n_step)
+            grad_r_z = torch.cat([grad_n_step * rec_n_t[t], (h_prev - n).mul_(grad_h)], dim=-1)
+            rec = torch.cat([torch.ops.aten.sigmoid_backward(grad_r_z, r_z), grad_n_step * r], dim=-1)
+            grad_rec_t[t].copy_(rec)
             grad_h = torch.baddbmm(grad_h_z, rec, weight_hh)
-        # weight and input gradients: one matmul each over all steps, direction by direction
-        grad_rec = grad_rec.transpose(0, 1).reshape(directions, steps * batch, 3 * hidden)
-        grad_in = torch.cat(
-            [grad_rec[..., : 2 * hidden], grad_n.transpose(0, 1).reshape(directions, steps * batch, hidden)], dim=-1
+        # weight and input gradients: one matmul each over all steps, read in place from the (directions, steps,
+        # batch, .) buffers; the input side's gates are r and z from `grad_rec` and n from `grad_n`
+        grad_rec_all = grad_rec.view(directions, steps * batch, 3 * hidden)
+        grad_n_all = grad_n.view(directions, steps * batch, hidden)
+        grad_rz_all = grad_rec_all[..., : 2 * hidden]
+        h_prev = states[:, :-1].reshape(directions, (steps - 1) * batch, hidden)  # step 0 starts from h = 0
+        grad_weight_hh = torch.bmm(grad_rec[:, 1:].reshape(directions, (steps - 1) * batch, 3 * hidden).mT, h_prev)
+        sums = grad_rec_all.sum(1)
+        grad_bias_ih = torch.cat([sums[:, : 2 * hidden], grad_n_all.sum(1)], dim=-1)
+        grad_bias_hh = sums  # r, z: as on the input side; n: d(rec_n) = grad_n * r
+        x_all = x.view(directions, steps * batch, input_size)
+        grad_weight_ih = torch.cat([torch.bmm(grad_rz_all.mT, x_all), torch.bmm(grad_n_all.mT, x_all)], dim=1)
+        grad_x = torch.baddbmm(
+            torch.bmm(grad_n_all, weight_ih[:, 2 * hidden :]), grad_rz_all, weight_ih[:, : 2 * hidden]
         )
-        h_prev = states[:-1].transpose(0, 1).reshape(directions, (steps - 1) * batch, hidden)
-        grad_weight_hh = torch.bmm(grad_rec[:, batch:].mT, h_prev)  # step 0 starts from h = 0
-        grad_bias_ih = grad_in.sum(1)
-        grad_bias_hh = torch.cat([grad_bias_ih[:, : 2 * hidden], grad_rec[..., 2 * hidden :].sum(1)], dim=-1)
-        grad_weight_ih = torch.bmm(grad_in.mT, x.view(directions, steps * batch, input_size))
-        grad_x = torch.bmm(grad_in, weight_ih).view(directions, steps, batch, input_size)
-        return grad_x, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh
+        return (
+            grad_x.view(directions, steps, batch, input_size),
+            grad_weight_ih,
+            grad_weight_hh,
+            grad_bias_ih,
+            grad_bias_hh,
+        )
 
 
 _GRU_WEIGHTS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
@@ -174,9 +188,9 @@ class TextGRUBidirectionalLayer(nn.Module):
         sources = [row.unsqueeze(0) * seq_len + step.unsqueeze(1), row.unsqueeze(0) * seq_len + reversal.t()]
         x = x.reshape(batch * seq_len, input_size).index_select(0, torch.stack(sources[:directions]).reshape(-1))
         weights = [torch.stack([getattr(gru, name) for gru in grus]) for name in _GRU_WEIGHTS]
-        states = _StepwiseGRU.apply(x.view(directions, seq_len, batch, input_size), *weights)  # (seq, dirs, batch, h)
+        states = _StepwiseGRU.apply(x.view(directions, seq_len, batch, input_size), *weights)  # (dirs, seq, batch, h)
         # and back to (batch, seq_len, hidden * directions), the backward direction in reading order again
-        targets = [step.expand(batch, seq_len) * directions * batch, reversal * directions * batch + batch]
+        targets = [step.expand(batch, seq_len) * batch, seq_len * batch + reversal * batch]
         index = (torch.stack(targets[:directions], dim=-1) + row.view(batch, 1, 1)).reshape(-1)  # (batch, seq, dirs)
         return states.view(-1, hidden).index_select(0, index).view(batch, seq_len, directions * hidden)
 
@@ -348,8 +362,8 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # With gradients on a CPU, run the GRUs through textgru's own autograd function (`_StepwiseGRU`: all
         # directions per step in one matmul, weight gradients in one matmul per layer) instead of `nn.GRU`; same
         # values, a faster training step for batches of up to `stepwise_max_batch` rows (measured by
-        # benchmarks/stepwise_crossover.py: 1.1-2.2x faster up to 32 rows at hidden 64-512, mixed at 64, mostly
-        # slower at 128). Elsewhere (larger batches, no gradients, CUDA, autocast, tracing) `nn.GRU` runs.
+        # benchmarks/stepwise_crossover.py: 1.1-2.3x faster up to 32 rows at hidden 64-512, 0.95-1.4x at 64, 0.84-1.1x
+        # at 128). Elsewhere (larger batches, no gradients, CUDA, autocast, tracing) `nn.GRU` runs.
         self.stepwise_training = True
         self.stepwise_max_batch = 32
         self.post_init()
