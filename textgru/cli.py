@@ -62,7 +62,7 @@ def _add_export(subparsers) -> None:
         "(checked against PyTorch before saving), several times faster than eager PyTorch at batch size 1, "
         'somewhat faster on batches; needs pip install "textgru[export]". onnx-int8: the ONNX graph with its GRUs '
         "rewritten as Scans and quantised to int8 by onnxruntime: ~3.5x smaller, approximate (label agreement "
-        "written to the manifest), the fastest on batches, slower than onnx at batch size 1. "
+        "written to the manifest), the fastest on length-sorted batches, slower than onnx at batch size 1. "
         "int8: PyTorch dynamic quantisation (torch.ao, deprecated upstream; GRU, Linear and embedding weights in "
         "8 bits: ~4x smaller, approximate). See docs/benchmarks.md for measured figures.",
     )

@@ -19,8 +19,8 @@ Three formats, each a folder that holds the fp32 `config.json`, the tokenizer an
 - **int8 ONNX** (`export_onnx(..., int8=True)`): the same export with each `GRU` op rewritten as an equivalent
   `Scan` over time (`textgru.onnx_graph`), then quantised by onnxruntime's dynamic quantisation, recurrent matmuls
   included (onnxruntime has no int8 `GRU` op). ~3.5x smaller; approximate (the manifest records the largest logit
-  difference and the label agreement on the check batches); the fastest format on batches (faster than fp32 ONNX
-  there), slower than fp32 ONNX at batch size 1. Same `textgru-onnx` format: `OnnxTextClassifier` runs it.
+  difference and the label agreement on the check batches); on length-sorted batches (what the predictors do) the
+  fastest format, at batch size 1 slower than fp32 ONNX. Same `textgru-onnx` format: `OnnxTextClassifier` runs it.
 
 `torch.ao.quantization` is deprecated (it still works in torch 2.13). int8 ONNX is its successor: when torch removes
 it, the PyTorch int8 format goes; the manifest's `format` field lets a loader tell the formats apart. See
