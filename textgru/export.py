@@ -6,7 +6,7 @@ Three formats, each a folder that holds the fp32 `config.json`, the tokenizer an
 - **int8** (`quantize_dynamic`, `save_quantized`, `load_quantized`): every `nn.GRU` and `nn.Linear` gets int8
   weights and dynamically quantised activations, the embedding table 8-bit weights
   (`torch.ao.quantization.quantize_dynamic`). About 4x smaller; faster than fp32 on batches of long documents
-  (1.6-1.9x measured), not reliably on short sentences; logits close to, not equal to, fp32. A quantised model
+  (1.4-2.1x measured), not reliably on short sentences; logits close to, not equal to, fp32. A quantised model
   cannot go through `save_pretrained`, so its state dict is saved with `torch.save` and loaded back into a freshly
   quantised copy of the architecture rebuilt from the config.
 - **onnx** (`export_onnx`): the legacy TorchScript exporter traces the model's packed path, which becomes one
