@@ -146,7 +146,8 @@ def main(argv=None) -> dict:
 
     from textgru import TextGRUConfig, TextGRUForSequenceClassification
     from textgru.export import export_onnx
-    from textgru.inference import encode_texts, fast_backend
+    from textgru.inference import _pad as pad_encodings
+    from textgru.inference import fast_backend
     from textgru.tokenization import train_tokenizer
 
     corpus, timed, source = load_texts(args)
@@ -154,10 +155,11 @@ def main(argv=None) -> dict:
     config = TextGRUConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_labels=2)
     model = TextGRUForSequenceClassification(config).eval()
     backend = fast_backend(tokenizer)
-    timed.sort(key=lambda t: len(backend.encode(t).ids))  # length-sorted batches, as predict() builds them
+    # tokenise once; length-sorted batches, as predict() builds them
+    encodings = sorted(backend.encode_batch(timed), key=lambda e: len(e.ids))
     batches = []
-    for i in range(0, len(timed), args.batch_size):
-        ids, mask = encode_texts(backend, timed[i : i + args.batch_size], config.pad_token_id)
+    for i in range(0, len(encodings), args.batch_size):
+        ids, mask = pad_encodings(encodings[i : i + args.batch_size], config.pad_token_id)
         batches.append((torch.from_numpy(ids), torch.from_numpy(mask)))
     real = sum(int(m.sum()) for _, m in batches)
     padded = sum(m.numel() for _, m in batches)

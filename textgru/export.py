@@ -347,12 +347,26 @@ def _packed_trace(model: nn.Module) -> Iterator[None]:
         encoder.trace_packed = previous
 
 
-def _max_abs_diff(session, wrapper: _OnnxWrapper, ids: torch.Tensor, mask: torch.Tensor) -> float:
-    with torch.no_grad():
-        expected = wrapper(ids, mask)
-    expected = expected if isinstance(expected, tuple) else (expected,)
-    got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
-    return max(float(abs(e.numpy() - g).max()) if e.numel() else 0.0 for e, g in zip(expected, got))
+class _CheckBatches:
+    """The check batches with eager PyTorch's outputs on them, computed once for every graph checked against them."""
+
+    def __init__(self, wrapper: _OnnxWrapper, batches: list[tuple[torch.Tensor, torch.Tensor]]):
+        self.batches = batches
+        with torch.no_grad():
+            outputs = [wrapper(ids, mask) for ids, mask in batches]
+        self.expected = [tuple(o.numpy() for o in (out if isinstance(out, tuple) else (out,))) for out in outputs]
+
+    def run(self, session) -> list[list]:
+        """The graph's outputs on every check batch."""
+        return [session.run(None, {"input_ids": i.numpy(), "attention_mask": m.numpy()}) for i, m in self.batches]
+
+    def max_abs_diff(self, got: list[list]) -> float:
+        """Largest absolute difference between `got` (from `run`) and eager PyTorch, over all outputs and batches."""
+        return max(
+            float(abs(e - g).max()) if e.size else 0.0
+            for expected, outputs in zip(self.expected, got)
+            for e, g in zip(expected, outputs)
+        )
 
 
 def export_onnx(
@@ -432,7 +446,7 @@ def export_onnx(
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
             session = ort.InferenceSession(str(staging / ONNX_NAME), options, providers=["CPUExecutionProvider"])
-            checks = [
+            batches = [
                 _example_batch(config.vocab_size, config.pad_token_id, lengths, seed=1 + i)
                 for i, lengths in enumerate(_CHECK_LENGTHS)
             ]
@@ -440,15 +454,16 @@ def export_onnx(
                 from .inference import encode_texts, fast_backend
 
                 ids, mask = encode_texts(fast_backend(tokenizer), list(check_texts), pad_id=config.pad_token_id)
-                checks.append((torch.from_numpy(ids), torch.from_numpy(mask)))
-            diff = max(_max_abs_diff(session, wrapper, ids, mask) for ids, mask in checks)
+                batches.append((torch.from_numpy(ids), torch.from_numpy(mask)))
+            checks = _CheckBatches(wrapper, batches)
+            diff = checks.max_abs_diff(checks.run(session))
             if not diff <= atol:
                 raise RuntimeError(
                     f"The ONNX export differs from eager PyTorch by {diff:.3g} > atol={atol}; not saved."
                 )
             extra = {"gru": "bidirectional ONNX GRU per layer with sequence_lens (packed trace)"}
             if int8:
-                extra = _quantize_onnx(ort, staging / ONNX_NAME, wrapper, checks, atol, int8_atol)
+                extra = _quantize_onnx(ort, staging / ONNX_NAME, checks, wrapper.classifier, atol, int8_atol)
                 diff = extra.pop("max_abs_diff_vs_eager")
             config.architectures = [type(model).__name__]
             config.save_pretrained(staging)
@@ -472,7 +487,7 @@ def export_onnx(
     return Path(output_dir)
 
 
-def _quantize_onnx(ort, path: Path, wrapper: _OnnxWrapper, checks, atol: float, int8_atol: float) -> dict:
+def _quantize_onnx(ort, path: Path, checks: _CheckBatches, classifier: bool, atol: float, int8_atol: float) -> dict:
     """Rewrite the GRUs of the ONNX graph at `path` as Scans, check, quantise to int8 in place, check again.
 
     Returns the manifest fields: how the GRUs run, the quantisation, the int8 graph's largest logit difference from
@@ -488,7 +503,7 @@ def _quantize_onnx(ort, path: Path, wrapper: _OnnxWrapper, checks, atol: float, 
     scan_path = path.with_name("model.scan.onnx")
     onnx.save(gru_to_scan(onnx.load(str(path))), str(scan_path))
     session = ort.InferenceSession(str(scan_path), options, providers=["CPUExecutionProvider"])
-    diff = max(_max_abs_diff(session, wrapper, ids, mask) for ids, mask in checks)
+    diff = checks.max_abs_diff(checks.run(session))
     if not diff <= atol:
         raise RuntimeError(
             f"The GRU-to-Scan rewrite differs from eager PyTorch by {diff:.3g} > atol={atol}; not saved."
@@ -505,25 +520,23 @@ def _quantize_onnx(ort, path: Path, wrapper: _OnnxWrapper, checks, atol: float, 
         logging.disable(previous)
     scan_path.unlink()
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    int8_diff = max(_max_abs_diff(session, wrapper, ids, mask) for ids, mask in checks)
+    got = checks.run(session)
+    int8_diff = checks.max_abs_diff(got)
     if not int8_diff <= int8_atol:
         raise RuntimeError(
             f"The int8 ONNX graph differs from eager PyTorch by {int8_diff:.3g} > int8_atol={int8_atol}; not saved. "
             "Export without int8, or pass a larger int8_atol if this error is acceptable for your use."
         )
-    same = total = 0
-    if wrapper.classifier:
-        for ids, mask in checks:
-            with torch.no_grad():
-                expected = wrapper(ids, mask).argmax(-1).numpy()
-            got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0].argmax(-1)
-            same, total = same + int((expected == got).sum()), total + len(expected)
+    agreement = None
+    if classifier:  # logits are the one output
+        labels = [(e[0].argmax(-1), g[0].argmax(-1)) for e, g in zip(checks.expected, got)]
+        agreement = sum(int((e == g).sum()) for e, g in labels) / sum(len(e) for e, _ in labels)
     return {
         "gru": "Scan over time per layer (both directions; int8 MatMuls), rewritten from the bidirectional GRU op",
         "quantization": "onnxruntime dynamic int8 (QInt8 weights; MatMul/Gemm, embeddings; Scan bodies included)",
         "max_abs_diff_fp32_rewrite_vs_eager": diff,
         "max_abs_diff_vs_eager": int8_diff,
-        "check_label_agreement": same / total if total else None,
+        "check_label_agreement": agreement,
     }
 
 

@@ -168,10 +168,7 @@ class TextGRUBidirectionalLayer(nn.Module):
         seq = nn.utils.rnn.pack_padded_sequence(
             x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=torch.jit.is_tracing()
         )
-        weights = [
-            forward.weight_ih_l0, forward.weight_hh_l0, forward.bias_ih_l0, forward.bias_hh_l0,
-            backward.weight_ih_l0, backward.weight_hh_l0, backward.bias_ih_l0, backward.bias_hh_l0,
-        ]  # fmt: skip
+        weights = [getattr(gru, name) for gru in (forward, backward) for name in _GRU_WEIGHTS]
         initial = x.new_zeros(2, x.size(0), forward.hidden_size)  # (directions, batch, hidden)
         data = torch.gru(seq.data, seq.batch_sizes, initial, weights, True, 1, 0.0, False, True)[0]
         out = nn.utils.rnn.PackedSequence(data, seq.batch_sizes, seq.sorted_indices, seq.unsorted_indices)
@@ -206,7 +203,7 @@ class TextGRUBidirectionalLayer(nn.Module):
         plain = type(self.forward_gru) is nn.GRU and type(self.backward_gru) in (nn.GRU, type(None))  # not int8
         if stepwise and plain:
             return self._run_stepwise(x, reversal)
-        if packed and type(self.forward_gru) is nn.GRU and type(self.backward_gru) is nn.GRU:  # not int8 copies
+        if packed and plain and self.backward_gru is not None:
             return self._run_packed_bidirectional(x, lengths)
         out = self._run(self.forward_gru, x, lengths, packed)
         if self.backward_gru is None:

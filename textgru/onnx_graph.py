@@ -133,8 +133,8 @@ def gru_to_scan(model):
             # mask (time, batch, 1): 1 where the step is inside the row's length
             helper.make_node("Shape", [x], [t("x_shape")]),
             helper.make_node("Gather", [t("x_shape"), t("zero")], [t("steps")], axis=0),
-            helper.make_node("Range", [t("zero_scalar"), t("steps_scalar"), t("one_scalar")], [t("positions")]),
             helper.make_node("Squeeze", [t("steps"), t("zero")], [t("steps_scalar")]),
+            helper.make_node("Range", [t("zero_scalar"), t("steps_scalar"), t("one_scalar")], [t("positions")]),
             helper.make_node("Unsqueeze", [t("positions"), t("one")], [t("positions_col")]),
             helper.make_node("Cast", [seq_lens], [t("lengths")], to=onnx.TensorProto.INT64),
             helper.make_node("Unsqueeze", [t("lengths"), t("zero")], [t("lengths_row")]),
@@ -183,9 +183,9 @@ def gru_to_scan(model):
         replaced += 1
     if not replaced:
         raise ValueError("gru_to_scan: the graph has no GRU node.")
+    # each GRU's replacement sits where the GRU was, its nodes in producer order: the graph stays sorted
     del graph.node[:]
-    constants = set(initializers) | {i.name for i in new_inits}
-    graph.node.extend(_topological(new_nodes, {i.name for i in graph.input}, constants))
+    graph.node.extend(new_nodes)
     graph.initializer.extend(new_inits)
     used = {name for node in graph.node for name in node.input} | _subgraph_inputs(graph)
     keep = [init for init in graph.initializer if init.name in used]
@@ -227,27 +227,6 @@ def _subgraph_inputs(graph) -> set[str]:
                 names |= {name for inner in attribute.g.node for name in inner.input}
                 names |= _subgraph_inputs(attribute.g)
     return names
-
-
-def _topological(nodes, graph_inputs: set[str], constants: set[str]):
-    """`nodes` in an order where each node comes after the producers of its inputs (stable otherwise)."""
-    available = set(graph_inputs) | set(constants) | {""}
-    pending, ordered = list(nodes), []
-    while pending:
-        progress = False
-        rest = []
-        for node in pending:
-            if all(name in available for name in node.input):
-                ordered.append(node)
-                available.update(node.output)
-                progress = True
-            else:
-                rest.append(node)
-        if not progress:
-            missing = sorted({n for node in rest for n in node.input if n not in available})
-            raise ValueError(f"gru_to_scan: the rewritten graph has unresolved inputs {missing[:5]}.")
-        pending = rest
-    return ordered
 
 
 __all__ = ["gru_to_scan"]
