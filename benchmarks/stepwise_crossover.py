@@ -1,11 +1,18 @@
-"""Where does TextGRU's stepwise GRU (its own autograd for CPU training) beat `nn.GRU`? A sweep.
+"""Where does TextGRU's stepwise GRU beat `nn.GRU`? A sweep, for training and for inference.
 
-For each hidden size, batch size and sequence length, times one training step (forward + backward) of a stack of
-TextGRU bidirectional layers on the stepwise path and on `nn.GRU` (the same layers and weights, interleaved
-repeats, median), and prints the speed-up (`nn.GRU` time / stepwise time; > 1 = the stepwise path is faster).
-This sweep is what `TextGRUModel.stepwise_max_batch` (32) rests on.
+`--mode training` (default): for each hidden size, batch size and sequence length, times one training step (forward
++ backward) of a stack of TextGRU bidirectional layers on the stepwise path (textgru's own autograd) and on `nn.GRU`
+(the same layers and weights, interleaved repeats, median), and prints the speed-up (`nn.GRU` time / stepwise time;
+> 1 = the stepwise path is faster). This is what `TextGRUModel.stepwise_max_batch` (32) rests on.
+
+`--mode inference`: the same stack's forward pass as `textgru.inference.TextClassifier` runs it (under
+`torch.inference_mode()`, stacked weights cached): the stepwise recurrence (nothing saved) against `nn.GRU` on the
+padded batch and on packed sequences, the two paths the model otherwise takes. This is what
+`TextGRUModel.stepwise_inference_max_batch` (16) rests on.
 
     OMP_NUM_THREADS=1 python benchmarks/stepwise_crossover.py --json benchmarks/results/stepwise_crossover.json
+    OMP_NUM_THREADS=1 python benchmarks/stepwise_crossover.py --mode inference --hidden 128 256 \
+        --batch 1 2 4 8 16 32 64 --length 22 276 --json benchmarks/results/stepwise_crossover_inference.json
 """
 
 from __future__ import annotations
@@ -23,43 +30,84 @@ from textgru import TextGRUConfig
 from textgru.modeling_textgru import TextGRUBidirectionalLayer, _reversal_index
 
 
-def speedup(hidden: int, batch: int, length: int, layers: int, repeats: int, seed: int = 0) -> dict:
-    """One configuration: median step seconds on both paths and their ratio."""
+def _stack(hidden: int, batch: int, length: int, layers: int, seed: int):
     torch.manual_seed(seed)
     config = TextGRUConfig(hidden_size=hidden, embedding_size=hidden, num_hidden_layers=layers)
     stack = [TextGRUBidirectionalLayer(config, hidden if i == 0 else 2 * hidden) for i in range(layers)]
     lengths = torch.randint(length // 2, length + 1, (batch,))
     lengths[0] = length
-    x = torch.randn(batch, length, hidden)
-    reversal = _reversal_index(lengths, length)
+    return stack, torch.randn(batch, length, hidden), lengths, _reversal_index(lengths, length)
 
-    def step(stepwise: bool) -> float:
-        start = time.perf_counter()
+
+def _interleaved(paths: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each `paths[name]()` over interleaved repeats (after one warm-up call each)."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for run in paths.values():
+        run()
+    for _ in range(repeats):
+        for name, run in paths.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def speedup(hidden: int, batch: int, length: int, layers: int, repeats: int, seed: int = 0) -> dict:
+    """One configuration: median training-step seconds on both paths and their ratio."""
+    stack, x, lengths, reversal = _stack(hidden, batch, length, layers, seed)
+
+    def step(stepwise: bool) -> None:
         h = x
         for layer in stack:
             h = layer(h, lengths, reversal, False, stepwise)
         h.sum().backward()
-        return time.perf_counter() - start
 
-    times: dict[bool, list[float]] = {True: [], False: []}
-    for stepwise in times:
-        step(stepwise)  # warm-up
-    for _ in range(repeats):
-        for stepwise in times:  # interleaved
-            times[stepwise].append(step(stepwise))
-    stepwise_s, torch_s = statistics.median(times[True]), statistics.median(times[False])
+    t = _interleaved({"stepwise": lambda: step(True), "nn_gru": lambda: step(False)}, repeats)
     return {
         "hidden": hidden,
         "batch": batch,
         "length": length,
-        "stepwise_s": stepwise_s,
-        "nn_gru_s": torch_s,
-        "speedup": torch_s / stepwise_s,
+        "stepwise_s": t["stepwise"],
+        "nn_gru_s": t["nn_gru"],
+        "speedup": t["nn_gru"] / t["stepwise"],
+    }
+
+
+def inference_speedup(hidden: int, batch: int, length: int, layers: int, repeats: int, seed: int = 0) -> dict:
+    """One configuration: median forward seconds under no_grad, stepwise vs nn.GRU padded and packed."""
+    stack, x, lengths, reversal = _stack(hidden, batch, length, layers, seed)
+
+    for layer in stack:  # as `textgru.inference.TextClassifier` runs it
+        layer.cache_stepwise_weights = True
+
+    def forward(packed: bool, stepwise: bool) -> None:
+        with torch.inference_mode():
+            h = x
+            for layer in stack:
+                h = layer(h, lengths, reversal, packed, stepwise)
+
+    paths = {
+        "stepwise": lambda: forward(False, True),
+        "padded": lambda: forward(False, False),
+        "packed": lambda: forward(True, False),
+    }
+    t = _interleaved(paths, repeats)
+    return {
+        "hidden": hidden,
+        "batch": batch,
+        "length": length,
+        "fill": float(lengths.sum()) / (batch * length),
+        "stepwise_s": t["stepwise"],
+        "nn_gru_padded_s": t["padded"],
+        "nn_gru_packed_s": t["packed"],
+        "speedup_vs_padded": t["padded"] / t["stepwise"],
+        "speedup_vs_packed": t["packed"] / t["stepwise"],
     }
 
 
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=["training", "inference"], default="training")
     p.add_argument("--hidden", type=int, nargs="+", default=[64, 128, 256, 512])
     p.add_argument("--batch", type=int, nargs="+", default=[8, 32, 64, 128])
     p.add_argument("--length", type=int, nargs="+", default=[40, 128], help="longest row (rows: length/2..length)")
@@ -68,23 +116,35 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--json", type=Path, help="Also write the results here.")
     args = p.parse_args(argv)
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, threads={threads}, {args.layers} layers, median of {args.repeats}")
-    print("| hidden | batch | length | nn.GRU step (s) | stepwise step (s) | speed-up |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"torch {torch.__version__}, threads={threads}, {args.layers} layers, {args.mode}, median of {args.repeats}")
+    if args.mode == "training":
+        print("| hidden | batch | length | nn.GRU step (s) | stepwise step (s) | speed-up |")
+        print("|---:|---:|---:|---:|---:|---:|")
+    else:
+        print(
+            "| hidden | batch | length | fill | nn.GRU padded (s) | nn.GRU packed (s) | stepwise (s) | vs padded |",
+            end="",
+        )
+        print(" vs packed |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     results = []
     for hidden in args.hidden:
         for batch in args.batch:
             for length in args.length:
-                r = speedup(hidden, batch, length, args.layers, args.repeats)
+                if args.mode == "training":
+                    r = speedup(hidden, batch, length, args.layers, args.repeats)
+                    row = f"{r['nn_gru_s']:.4f} | {r['stepwise_s']:.4f} | {r['speedup']:.2f}x"
+                else:
+                    r = inference_speedup(hidden, batch, length, args.layers, args.repeats)
+                    row = (
+                        f"{r['fill']:.0%} | {r['nn_gru_padded_s']:.4f} | {r['nn_gru_packed_s']:.4f} | "
+                        f"{r['stepwise_s']:.4f} | {r['speedup_vs_padded']:.2f}x | {r['speedup_vs_packed']:.2f}x"
+                    )
                 results.append(r)
-                print(
-                    f"| {hidden} | {batch} | {length} | {r['nn_gru_s']:.4f} | {r['stepwise_s']:.4f} | "
-                    f"{r['speedup']:.2f}x |",
-                    flush=True,
-                )
+                print(f"| {hidden} | {batch} | {length} | {row} |", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "layers": args.layers}
+        meta = {"torch": torch.__version__, "threads": threads, "layers": args.layers, "mode": args.mode}
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     return results
 

@@ -8,8 +8,9 @@ could still gain. For the default `TextGRUConfig` (random weights: speed only) a
    achieved GFLOP/s of the GRUs' matrix products, against this machine's fp32 matmul peak, and the
    **ceiling**: the speed-up over eager a fast path would get if its GRU matrix products ran at that peak and
    everything else (gates, norms, attention, tokenisation) cost nothing.
-2. **Batch 1**: the cost of one GRU time step in `torch.gru` (one direction, one text) and in onnxruntime's GRU,
-   so the eager latency floor of a text of L tokens is about `2 x layers x L x step` (two directions).
+2. **Batch 1**: the cost of one GRU time step in `torch.gru` (one direction, one text), in onnxruntime's GRU and in
+   textgru's stepwise recurrence (both directions at once: what eager inference runs at batch 1), so the GRU time
+   of a text of L tokens is about `layers x L x stepwise step` (on nn.GRU: `2 x layers x L x step`).
 
 Usage (1 thread, as speed.py; writes nothing unless --json is given):
 
@@ -113,13 +114,23 @@ def onnx_breakdown(path: Path, batches) -> dict:
     return {"total_us": sum(per_op.values()), "gru_us": per_op["GRU"], "per_op_us": dict(per_op.most_common(8))}
 
 
-def step_cost_us(hidden: int, input_size: int, steps: int, repeats: int) -> dict:
-    """Microseconds per time step of one GRU direction on one text: torch.gru vs onnxruntime's GRU."""
+def step_cost_us(config, steps: int, repeats: int) -> dict:
+    """Microseconds per time step on one text: one direction of torch.gru and of onnxruntime's GRU, and both
+    directions of textgru's stepwise recurrence (what eager inference runs at batch 1, as TextClassifier runs it)."""
+    from textgru.modeling_textgru import TextGRUBidirectionalLayer, _reversal_index
+
+    input_size, hidden = config.embedding_size, config.hidden_size
     gru = torch.nn.GRU(input_size, hidden, batch_first=True).eval()
     x = torch.randn(1, steps, input_size)
     with torch.no_grad():
         torch_s = median_time(lambda: gru(x), repeats * 20)
-    out = {"torch_us_per_step": torch_s / steps * 1e6}
+    layer = TextGRUBidirectionalLayer(config, input_size).eval()
+    layer.cache_stepwise_weights = True
+    lengths = torch.tensor([steps])
+    reversal = _reversal_index(lengths, steps)
+    with torch.inference_mode():
+        stepwise_s = median_time(lambda: layer(x, lengths, reversal, False, True), repeats * 20)
+    out = {"torch_us_per_step": torch_s / steps * 1e6, "stepwise_us_per_step": stepwise_s / steps * 1e6}
     try:
         import onnxruntime as ort
     except ImportError:
@@ -154,6 +165,8 @@ def main(argv=None) -> dict:
     tokenizer = train_tokenizer(corpus, vocab_size=2000 if args.quick else 16000, show_progress=False)
     config = TextGRUConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_labels=2)
     model = TextGRUForSequenceClassification(config).eval()
+    # part 1 splits nn.GRU's kernels, the path of batches above `stepwise_inference_max_batch` (also in --quick)
+    model.textgru.stepwise_inference_max_batch = 0
     backend = fast_backend(tokenizer)
     # tokenise once; length-sorted batches, as predict() builds them
     encodings = sorted(backend.encode_batch(timed), key=lambda e: len(e.ids))
@@ -212,7 +225,7 @@ def main(argv=None) -> dict:
     report["ceiling_speedup_vs_eager_gru_gemm_only"] = eager_s / gru_gemm_at_peak_s
     if report["onnx_forward_ms"]:
         report["onnx_speedup_vs_eager_end_to_end"] = eager_end_to_end / (onnx_s + tokenize_s)
-    report["batch1_step"] = step_cost_us(config.hidden_size, config.embedding_size, 32, args.repeats)
+    report["batch1_step"] = step_cost_us(config, 32, args.repeats)
     print_report(report, config)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -263,8 +276,10 @@ def print_report(r: dict, config) -> None:
         line += f", onnxruntime {step['onnxruntime_us_per_step']:.1f} us/step"
     directions = 2 if config.bidirectional else 1
     line += (
-        f"; eager floor for L tokens ~ {directions * config.num_hidden_layers} x L x step "
-        f"= {directions * config.num_hidden_layers * step['torch_us_per_step'] / 1e3:.3f} ms per token"
+        f"; textgru stepwise, all {directions} directions: {step['stepwise_us_per_step']:.1f} us/step. GRU time per "
+        f"token of eager batch-1 inference: {config.num_hidden_layers} x {step['stepwise_us_per_step']:.1f} us = "
+        f"{config.num_hidden_layers * step['stepwise_us_per_step'] / 1e3:.3f} ms (on nn.GRU: "
+        f"{directions * config.num_hidden_layers * step['torch_us_per_step'] / 1e3:.3f} ms)"
     )
     print(line)
 

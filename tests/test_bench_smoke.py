@@ -146,7 +146,9 @@ def test_where_time_goes_reports_its_bounds(speed, tmp_path):
     assert report["real_tokens"] <= report["padded_tokens"]
     # the ceiling divides eager time by a strictly smaller cost, so it must exceed 1
     assert report["ceiling_speedup_vs_eager"] > 1
-    assert report["batch1_step"]["torch_us_per_step"] > 0 and report["batch1_step"]["onnxruntime_us_per_step"] > 0
+    assert all(
+        report["batch1_step"][k] > 0 for k in ("torch_us_per_step", "onnxruntime_us_per_step", "stepwise_us_per_step")
+    )
 
 
 @pytest.mark.slow
@@ -199,14 +201,35 @@ def test_explain_cost_reports_gaps_and_seconds(tmp_path, shared_data, tiny_token
     assert json.loads((tmp_path / "cost.json").read_text())["texts"] == 3
 
 
-def test_stepwise_crossover_reports_every_configuration(tmp_path):
-    """benchmarks/stepwise_crossover.py on tiny sizes: one row per configuration, both paths timed, JSON written."""
+@pytest.mark.parametrize("mode", ["training", "inference"])
+def test_stepwise_crossover_reports_every_configuration(tmp_path, mode):
+    """benchmarks/stepwise_crossover.py on tiny sizes: one row per configuration, every path timed, JSON written."""
     spec = importlib.util.spec_from_file_location("textgru_stepwise_crossover", BENCHMARKS / "stepwise_crossover.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "crossover.json"
-    args = ["--hidden", "8", "--batch", "2", "3", "--length", "5", "--repeats", "1", "--json", str(out)]
+    args = [
+        "--mode",
+        mode,
+        "--hidden",
+        "8",
+        "--batch",
+        "2",
+        "3",
+        "--length",
+        "5",
+        "--repeats",
+        "1",
+        "--json",
+        str(out),
+    ]
     results = module.main(args)
     assert [(r["hidden"], r["batch"], r["length"]) for r in results] == [(8, 2, 5), (8, 3, 5)]
-    assert all(r["nn_gru_s"] > 0 and r["stepwise_s"] > 0 and r["speedup"] > 0 for r in results)
-    assert json.loads(out.read_text())["results"] == results
+    timed = [k for k in results[0] if k.endswith("_s")]
+    assert len(timed) == (2 if mode == "training" else 3)
+    assert all(r[k] > 0 for r in results for k in timed)
+    assert all(r[k] > 0 for r in results for k in r if k.startswith("speedup"))
+    if mode == "inference":
+        assert all(0 < r["fill"] <= 1 for r in results)
+    saved = json.loads(out.read_text())
+    assert saved["results"] == results and saved["meta"]["mode"] == mode

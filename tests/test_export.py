@@ -1,6 +1,7 @@
 """Fast inference formats: int8 quantisation (parity, save/load), ONNX (parity with eager), int8 ONNX (the GRU-to-Scan
 rewrite, parity), `textgru export`."""
 
+import copy
 import json
 import random
 import sys
@@ -97,6 +98,21 @@ def test_trained_fixture_learned_the_task(trained, tokenizer, test_texts):
     texts, labels = test_texts
     predicted = TextClassifier(trained, tokenizer).predict(texts).argmax(-1)
     assert (predicted == np.array(labels)).mean() >= 0.8
+
+
+def test_text_classifier_matches_the_model_on_every_recurrent_path(trained, tokenizer, test_texts):
+    """Batches of 1 and 8 run the stepwise recurrence with cached weights; a batch of 40 (above
+    `stepwise_inference_max_batch`) runs nn.GRU; all give the logits of a plain nn.GRU forward."""
+    model = copy.deepcopy(trained)
+    classifier = TextClassifier(model, tokenizer)
+    assert all(layer.rnn.cache_stepwise_weights for layer in model.textgru.layers)
+    texts = test_texts[0][:40]
+    reference = copy.deepcopy(trained)
+    reference.textgru.stepwise_inference_max_batch = 0
+    expected = TextClassifier(reference, tokenizer).predict(texts, 40)
+    for batch_size in (1, 8, 40):
+        np.testing.assert_allclose(classifier.predict(texts, batch_size), expected, rtol=0, atol=1e-5)
+    assert all(layer.rnn._stepwise_weights is not None for layer in model.textgru.layers)
 
 
 def test_quantize_dynamic_replaces_every_gru_and_linear(trained):

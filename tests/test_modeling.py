@@ -2,8 +2,7 @@
 
 Every model here is tiny (vocab 100, hidden 16 per direction, 2 layers) and has its parameters perturbed away from
 their initial values (zero biases, unit LayerNorm weights), so a term that should not matter cannot hide behind a
-zero. Dropout is off unless a test says otherwise, so "train mode" means grad enabled and the padded fused GRU path,
-and `torch.no_grad()` + `eval()` means the packed path.
+zero. Dropout is off unless a test says otherwise; `path` names the recurrent code path each test runs on.
 """
 
 import contextlib
@@ -83,10 +82,11 @@ def pad(rows: list[torch.Tensor], side: str, extra: int = 3, seed: int = 1):
 
 @contextlib.contextmanager
 def path(model: nn.Module, name: str):
-    """`train`: grad enabled, padded path (on the CPU: the stepwise GRU). `packed`: eval + no_grad.
-    `padded_no_grad`: packing off."""
+    """`train`: grad enabled, padded path (on the CPU: the stepwise GRU with its own backward). Under eval +
+    no_grad: `packed` (nn.GRU on packed sequences), `stepwise_no_grad` (textgru's recurrence, nothing saved),
+    `padded_no_grad` (nn.GRU on the padded batch)."""
     encoder = model.textgru if hasattr(model, "textgru") else model
-    previous = encoder.packed_inference, encoder.packed_min_fill
+    previous = encoder.packed_inference, encoder.packed_min_fill, encoder.stepwise_inference_max_batch
     if name == "train":
         model.train()
         with torch.enable_grad():
@@ -95,14 +95,15 @@ def path(model: nn.Module, name: str):
         model.eval()
         encoder.packed_inference = name == "packed"
         encoder.packed_min_fill = 1.01  # pack whatever the padding, so the packed path is what runs
+        encoder.stepwise_inference_max_batch = 10**6 if name == "stepwise_no_grad" else 0
         try:
             with torch.no_grad():
                 yield
         finally:
-            encoder.packed_inference, encoder.packed_min_fill = previous
+            encoder.packed_inference, encoder.packed_min_fill, encoder.stepwise_inference_max_batch = previous
 
 
-PATHS = ("train", "packed")
+PATHS = ("train", "packed", "stepwise_no_grad")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -222,16 +223,33 @@ def test_padding_invariance_other_shapes(overrides, run):
         assert_rows_match_unpadded_runs(model, ids, mask, positions, rows)
 
 
-@pytest.mark.parametrize("run, packs", [("train", False), ("packed", True), ("padded_no_grad", False)])
-def test_paths_are_the_ones_the_tests_claim(run, packs, monkeypatch):
-    calls = []
-    original = nn.utils.rnn.pack_padded_sequence
-    monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", lambda *a, **k: calls.append(1) or original(*a, **k))
+@pytest.mark.parametrize(
+    "run, packs, stepwise, gru_calls",
+    [
+        ("train", False, 2, 0),
+        ("packed", True, 0, 0),
+        ("stepwise_no_grad", False, 2, 0),
+        ("padded_no_grad", False, 0, 4),
+    ],
+)
+def test_paths_are_the_ones_the_tests_claim(run, packs, stepwise, gru_calls, monkeypatch):
+    from textgru import modeling_textgru
+
+    calls = {"pack": 0, "stepwise": 0, "gru": 0}
+
+    def counting(key, original):
+        return lambda *a, **k: calls.__setitem__(key, calls[key] + 1) or original(*a, **k)
+
+    monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", counting("pack", nn.utils.rnn.pack_padded_sequence))
+    monkeypatch.setattr(modeling_textgru, "_stepwise_states", counting("stepwise", modeling_textgru._stepwise_states))
+    monkeypatch.setattr(nn.GRU, "forward", counting("gru", nn.GRU.forward))
     model = make_model()
     ids, mask, _ = pad(make_rows(), "right")
     with path(model, run):
         model(ids, attention_mask=mask)
-    assert bool(calls) == packs
+    assert bool(calls["pack"]) == packs
+    assert calls["stepwise"] == stepwise  # one call per layer, both directions at once
+    assert calls["gru"] == gru_calls  # nn.GRU modules called (two per layer)
 
 
 @pytest.mark.parametrize("fill, packs", [(1.0, False), (0.5, True)])
@@ -240,6 +258,7 @@ def test_inference_packs_only_when_there_is_padding_to_skip(fill, packs, monkeyp
     original = nn.utils.rnn.pack_padded_sequence
     monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", lambda *a, **k: calls.append(1) or original(*a, **k))
     model = make_model().eval()
+    model.textgru.stepwise_inference_max_batch = 0  # it would take these 4 rows (and never packs)
     ids = torch.randint(1, VOCAB, (4, 10))
     mask = torch.ones_like(ids)
     mask[1:, int(10 * fill) :] = 0  # fill 1.0: no padding; 0.5: rows 1-3 half padding (62% real tokens)
@@ -319,6 +338,94 @@ def test_stepwise_training_gru_equals_nn_gru(residual, bidirectional):
         assert ref_grads[name].abs().max() > 0, name  # a gradient that is there to compare
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=0, atol=1e-12, msg=name)
     torch.testing.assert_close(input_grad, ref_input_grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("residual", RESIDUALS)
+def test_stepwise_inference_equals_nn_gru(residual, bidirectional):
+    """Under no_grad the recurrence runs without saving anything (one reused slot per buffer): logits and every
+    layer's states equal nn.GRU's (padded and packed paths) in float64 to rounding, on left-padded mixed lengths with
+    an empty row and a one-token row."""
+    model = make_model(residual=residual, bidirectional=bidirectional).double()
+    ids, mask, _ = pad(make_rows((5, 1, 9, 0, 3)), "left")
+    results = {}
+    for run in ("stepwise_no_grad", "padded_no_grad", "packed"):
+        with path(model, run):
+            results[run] = model(ids, attention_mask=mask, output_hidden_states=True)
+    for run in ("padded_no_grad", "packed"):
+        torch.testing.assert_close(results["stepwise_no_grad"].logits, results[run].logits, rtol=0, atol=1e-12)
+        for got, expected in zip(results["stepwise_no_grad"].hidden_states, results[run].hidden_states, strict=True):
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "setting, expected_calls",
+    [("small_batch", 2), ("large_batch", 0), ("switched_off", 0), ("autocast", 0), ("int8", 0)],
+)
+def test_stepwise_inference_runs_only_for_small_cpu_batches(setting, expected_calls, monkeypatch):
+    from textgru import modeling_textgru
+
+    calls = []
+    original = modeling_textgru._stepwise_states
+    monkeypatch.setattr(modeling_textgru, "_stepwise_states", lambda *a, **k: calls.append(k) or original(*a, **k))
+    model = make_model().eval()
+    ids, mask, _ = pad(make_rows(), "right")
+    encoder = model.textgru
+    encoder.stepwise_inference_max_batch = {"large_batch": ids.size(0) - 1, "switched_off": 0}.get(setting, 16)
+    encoder.stepwise_training = False  # the training switch does not govern inference
+    if setting == "int8":
+        from textgru.export import quantize_dynamic
+
+        model = quantize_dynamic(model)
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if setting == "autocast" else contextlib.nullcontext()
+    with torch.no_grad(), context:
+        model(ids, attention_mask=mask)
+    assert calls == [{"save": False}] * expected_calls
+
+
+def _cached_weights(model) -> list:
+    return [layer.rnn._stepwise_weights for layer in model.textgru.layers]
+
+
+def test_stepwise_weight_cache_is_kept_while_weights_stand_still_and_rebuilt_when_they_move():
+    model = make_model().eval()
+    ids, mask, _ = pad(make_rows(), "right")
+    with torch.no_grad():
+        uncached = model(ids, attention_mask=mask).logits
+        assert _cached_weights(model) == [None, None]  # off by default: plain model calls keep nothing
+        model.textgru.cache_stepwise_weights()
+        first = model(ids, attention_mask=mask).logits
+        kept = _cached_weights(model)
+        assert all(c is not None for c in kept)
+        torch.testing.assert_close(first, uncached, rtol=0, atol=0)
+        model(ids, attention_mask=mask)
+        assert all(a is b for a, b in zip(_cached_weights(model), kept, strict=True))  # reused, not rebuilt
+
+        def changed(edit) -> None:
+            edit()
+            got = model(ids, attention_mask=mask).logits
+            model.textgru.cache_stepwise_weights(False)
+            expected = model(ids, attention_mask=mask).logits  # built afresh from the parameters
+            model.textgru.cache_stepwise_weights()
+            assert not torch.equal(got, first), "the edit should change the logits"
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+        gru = model.textgru.layers[1].rnn.backward_gru
+        changed(lambda: gru.weight_hh_l0.mul_(1.5))  # in place (version moves), e.g. an optimizer step
+        changed(lambda: setattr(gru, "bias_ih_l0", nn.Parameter(gru.bias_ih_l0 + 0.5)))  # replaced (new data)
+        state = {k: v + 0.1 if "forward_gru.weight_ih" in k else v for k, v in model.state_dict().items()}
+        changed(lambda: model.load_state_dict(state))
+    model.textgru.cache_stepwise_weights(False)
+    assert _cached_weights(model) == [None, None]
+
+
+def test_stepwise_weight_cache_is_not_used_with_gradients():
+    model = make_model().train()
+    model.textgru.cache_stepwise_weights()
+    ids, mask, _ = pad(make_rows(), "right")
+    model(ids, attention_mask=mask).logits.sum().backward()
+    assert _cached_weights(model) == [None, None]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.textgru.layers[0].rnn.parameters())
 
 
 @pytest.mark.parametrize("steps", [1, 4])

@@ -187,8 +187,10 @@ class TextClassifier(_Classifier):
         sort_by_length: Default for `predict`: batch texts in order of token length (less padding), results
             returned in input order.
 
-    Whether a batch runs on packed sequences is the model's own rule (`model.textgru.packed_min_fill`: pack only
-    when enough of the batch is padding; both paths give the same logits).
+    Which recurrent path a batch takes is the model's own rule (`model.textgru.stepwise_inference_max_batch`: small
+    batches run textgru's stepwise recurrence; `packed_min_fill`: larger ones pack only when enough of the batch is
+    padding); every path gives the same logits. The predictor switches on `model.textgru.cache_stepwise_weights()`,
+    so small batches do not re-stack the GRU weights on every call.
     """
 
     def __init__(
@@ -198,12 +200,15 @@ class TextClassifier(_Classifier):
 
         self._torch = torch
         self.model = model.eval()
+        encoder = getattr(model, "textgru", None)
+        if hasattr(encoder, "cache_stepwise_weights"):  # small batches skip re-stacking the GRU weights per call
+            encoder.cache_stepwise_weights()
         max_length = max_length if max_length is not None else _default_max_length(tokenizer)
         super().__init__(fast_backend(tokenizer), model.config.to_dict(), max_length, batch_size, sort_by_length)
 
     def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         torch = self._torch
-        with torch.no_grad():
+        with torch.inference_mode():  # no_grad without version-counter bookkeeping: ~15% faster at batch 1
             out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
         return out.logits.numpy()
 

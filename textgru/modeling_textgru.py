@@ -49,55 +49,87 @@ def _reversal_index(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
     return torch.where(reversed_positions >= 0, reversed_positions, positions)
 
 
+def _gru_recurrence(
+    gates_in: torch.Tensor, weight_hh_t: torch.Tensor, bias_hh: torch.Tensor, save: bool
+) -> tuple[torch.Tensor, tuple | None]:
+    """The GRU recurrence of all directions at once, one batched matmul per step, with `nn.GRU`'s equations.
+
+    `gates_in` (directions, steps, batch, 3 * hidden) holds `x W_ih^T + b_ih`; `weight_hh_t` is `W_hh^T` stacked by
+    direction (directions, hidden, 3 * hidden), `bias_hh` (directions, 1, 3 * hidden). Returns the states
+    (directions, steps, batch, hidden) and, when `save`, what the backward pass needs: r and z (directions, steps,
+    batch, 2 * hidden), the candidate n (directions, steps, batch, hidden) and `h W_hh^T + b_hh` (steps, directions,
+    batch, 3 * hidden). Without `save` every step reuses one slot per buffer. Every per-step view is made before the
+    loop, so a step is six tensor ops and no slicing: at small batches a step costs its op count, not its arithmetic.
+    """
+    directions, steps, batch, three_hidden = gates_in.shape
+    hidden = three_hidden // 3
+    slots = steps if save else 1
+
+    def per_step(buffer: torch.Tensor, dim: int) -> tuple:
+        views = buffer.unbind(dim)
+        return views if save else views * steps
+
+    in_rz, in_n = gates_in[..., : 2 * hidden].unbind(1), gates_in[..., 2 * hidden :].unbind(1)
+    states = gates_in.new_empty(directions, steps, batch, hidden)
+    rz = gates_in.new_empty(directions, slots, batch, 2 * hidden)
+    candidate = gates_in.new_empty(directions, slots, batch, hidden)
+    rec = gates_in.new_empty(slots, directions, batch, 3 * hidden)  # slot-major: the matmul writes a contiguous slot
+    states_t, rz_t, r_t, z_t = (
+        per_step(states, 1),
+        per_step(rz, 1),
+        per_step(rz[..., :hidden], 1),
+        per_step(rz[..., hidden:], 1),
+    )
+    candidate_t, rec_t = per_step(candidate, 1), per_step(rec, 0)
+    rec_rz_t, rec_n_t = per_step(rec[..., : 2 * hidden], 0), per_step(rec[..., 2 * hidden :], 0)
+    h = gates_in.new_zeros(directions, batch, hidden)
+    for t in range(steps):
+        torch.baddbmm(bias_hh, h, weight_hh_t, out=rec_t[t])  # (directions, batch, 3 * hidden)
+        torch.add(in_rz[t], rec_rz_t[t], out=rz_t[t]).sigmoid_()
+        torch.addcmul(in_n[t], r_t[t], rec_n_t[t], out=candidate_t[t]).tanh_()
+        h = torch.lerp(candidate_t[t], h, z_t[t], out=states_t[t])  # (1 - z) * n + z * h
+    return states, ((rz, candidate, rec) if save else None)
+
+
+def _stepwise_states(x, weight_ih, weight_hh_t, bias_ih, bias_hh, save: bool) -> tuple[torch.Tensor, tuple | None]:
+    """`x` (directions, seq_len, batch, input) -> `_gru_recurrence` over its input projections (one matmul).
+
+    Weights stacked by direction; `weight_hh_t` is `W_hh^T`, contiguous (directions, hidden, 3 * hidden).
+    """
+    directions, steps, batch, input_size = x.shape
+    gates_in = torch.baddbmm(bias_ih.unsqueeze(1), x.view(directions, steps * batch, input_size), weight_ih.mT)
+    gates_in = gates_in.view(directions, steps, batch, gates_in.size(-1))
+    return _gru_recurrence(gates_in, weight_hh_t, bias_hh.unsqueeze(1), save)
+
+
 class _StepwiseGRU(torch.autograd.Function):
     """GRU layers of all directions at once, for training on the CPU: `x` (directions, seq_len, batch, input) ->
     states (directions, seq_len, batch, hidden), with `nn.GRU`'s equations and weights stacked by direction.
 
     What `nn.GRU` costs on a CPU under autograd is mostly per step: a recorded node per gate op per direction and,
     in backward, a small weight-gradient matmul per step and direction. Here every direction advances in one
-    batched matmul per step, the backward pass is written out (a fixed handful of ops per step), and the weight
-    and input gradients are one matmul each per layer over all steps, straight from direction-major buffers (no
-    transposing copies). Same values as `nn.GRU` to float rounding (checked in tests/test_modeling.py, gradients
-    included); measured in docs/design.md.
+    batched matmul per step (`_gru_recurrence`), the backward pass is written out (a fixed handful of ops per step),
+    and the weight and input gradients are one matmul each per layer over all steps, straight from direction-major
+    buffers (no transposing copies). Same values as `nn.GRU` to float rounding (checked in tests/test_modeling.py,
+    gradients included); measured in docs/design.md.
     """
 
     @staticmethod
     def forward(ctx, x, weight_ih, weight_hh, bias_ih, bias_hh):
-        directions, steps, batch, input_size = x.shape
-        hidden = weight_hh.shape[-1]
-        # the recurrent biases of the r and z gates add to the input side; only the n gate's sits inside r * (.)
-        bias = bias_ih.clone()
-        bias[:, : 2 * hidden] += bias_hh[:, : 2 * hidden]
-        bias_hn = bias_hh[:, 2 * hidden :].unsqueeze(1)  # (directions, 1, hidden)
-        gates_in = torch.baddbmm(bias.unsqueeze(1), x.view(directions, steps * batch, input_size), weight_ih.mT)
-        gates_in = gates_in.view(directions, steps, batch, 3 * hidden)
-        in_rz, in_n = gates_in[..., : 2 * hidden].unbind(1), gates_in[..., 2 * hidden :].unbind(1)
-        weight_hh_t = weight_hh.mT.contiguous()
-        # saved per step for the backward pass: states, r and z, candidate n, and the recurrent part of n's input
-        states = x.new_empty(directions, steps, batch, hidden)
-        rz = x.new_empty(directions, steps, batch, 2 * hidden)
-        candidate = x.new_empty(directions, steps, batch, hidden)
-        rec_n = x.new_empty(directions, steps, batch, hidden)
-        states_t, rz_t, candidate_t, rec_n_t = states.unbind(1), rz.unbind(1), candidate.unbind(1), rec_n.unbind(1)
-        h = x.new_zeros(directions, batch, hidden)
-        for t in range(steps):
-            rec = torch.bmm(h, weight_hh_t)  # (directions, batch, 3 * hidden)
-            r_z = torch.add(in_rz[t], rec[..., : 2 * hidden], out=rz_t[t]).sigmoid_()
-            rec_n_step = torch.add(rec[..., 2 * hidden :], bias_hn, out=rec_n_t[t])
-            n = torch.addcmul(in_n[t], r_z[..., :hidden], rec_n_step, out=candidate_t[t]).tanh_()
-            h = torch.lerp(n, h, r_z[..., hidden:], out=states_t[t])  # (1 - z) * n + z * h
-        ctx.save_for_backward(x, weight_ih, weight_hh, states, rz, candidate, rec_n)
+        states, saved = _stepwise_states(x, weight_ih, weight_hh.mT.contiguous(), bias_ih, bias_hh, save=True)
+        ctx.save_for_backward(x, weight_ih, weight_hh, states, *saved)
         return states
 
     @staticmethod
     def backward(ctx, grad_states):
-        x, weight_ih, weight_hh, states, rz, candidate, rec_n = ctx.saved_tensors
+        x, weight_ih, weight_hh, states, rz, candidate, rec = ctx.saved_tensors
         directions, steps, batch, input_size = x.shape
         hidden = weight_hh.shape[-1]
         grad_rec = x.new_empty(directions, steps, batch, 3 * hidden)  # d(pre-activations) via W_hh: r, z, r * n
         grad_n = x.new_empty(directions, steps, batch, hidden)  # d(pre-activation of n)
         grad_states_t, grad_rec_t, grad_n_t = grad_states.unbind(1), grad_rec.unbind(1), grad_n.unbind(1)
-        states_t, rz_t, candidate_t, rec_n_t = states.unbind(1), rz.unbind(1), candidate.unbind(1), rec_n.unbind(1)
+        states_t, rz_t, candidate_t = states.unbind(1), rz.unbind(1), candidate.unbind(1)
+        rec_n_t = rec[..., 2 * hidden :].unbind(0)  # the recurrent part of n's input, h W_hn^T + b_hn
         zeros = x.new_zeros(directions, batch, hidden)
         grad_h = None
         for t in range(steps - 1, -1, -1):
@@ -146,6 +178,8 @@ class TextGRUBidirectionalLayer(nn.Module):
         super().__init__()
         self.forward_gru = nn.GRU(input_size, config.hidden_size, batch_first=True)
         self.backward_gru = nn.GRU(input_size, config.hidden_size, batch_first=True) if config.bidirectional else None
+        self.cache_stepwise_weights = False  # see TextGRUModel.cache_stepwise_weights
+        self._stepwise_weights = None  # (key, weights) while cached
 
     def _run(self, gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, packed: bool) -> torch.Tensor:
         if not packed:
@@ -184,12 +218,38 @@ class TextGRUBidirectionalLayer(nn.Module):
         # gather both directions' inputs time-major in one go; the backward one reads each row reversed in its length
         sources = [row.unsqueeze(0) * seq_len + step.unsqueeze(1), row.unsqueeze(0) * seq_len + reversal.t()]
         x = x.reshape(batch * seq_len, input_size).index_select(0, torch.stack(sources[:directions]).reshape(-1))
-        weights = [torch.stack([getattr(gru, name) for gru in grus]) for name in _GRU_WEIGHTS]
-        states = _StepwiseGRU.apply(x.view(directions, seq_len, batch, input_size), *weights)  # (dirs, seq, batch, h)
+        x = x.view(directions, seq_len, batch, input_size)
+        if torch.is_grad_enabled():
+            weights = [torch.stack([getattr(gru, name) for gru in grus]) for name in _GRU_WEIGHTS]
+            states = _StepwiseGRU.apply(x, *weights)  # (directions, seq_len, batch, hidden)
+        else:  # inference: nothing saved for a backward pass
+            states = _stepwise_states(x, *self._inference_weights(grus), save=False)[0]
         # and back to (batch, seq_len, hidden * directions), the backward direction in reading order again
         targets = [step.expand(batch, seq_len) * batch, seq_len * batch + reversal * batch]
         index = (torch.stack(targets[:directions], dim=-1) + row.view(batch, 1, 1)).reshape(-1)  # (batch, seq, dirs)
         return states.view(-1, hidden).index_select(0, index).view(batch, seq_len, directions * hidden)
+
+    def _inference_weights(self, grus: list[nn.GRU]) -> list[torch.Tensor]:
+        """The GRU weights stacked by direction (`W_hh` transposed) for `_stepwise_states`, kept between calls
+        while `cache_stepwise_weights` is on (a batch-1 forward otherwise spends ~10% of its time copying them) and
+        rebuilt whenever a parameter is replaced or changed in place (its data pointer or version moves)."""
+        params = [[getattr(gru, name) for gru in grus] for name in _GRU_WEIGHTS]
+        key = (
+            tuple((p.data_ptr(), p._version) for group in params for p in group)
+            if self.cache_stepwise_weights
+            else None
+        )
+        if key is not None and self._stepwise_weights is not None and self._stepwise_weights[0] == key:
+            return self._stepwise_weights[1]
+        weight_ih, weight_hh, bias_ih, bias_hh = params
+        weights = [
+            torch.stack(weight_ih),
+            torch.stack([w.t() for w in weight_hh]),
+            torch.stack(bias_ih),
+            torch.stack(bias_hh),
+        ]
+        self._stepwise_weights = (key, weights) if key is not None else None
+        return weights
 
     def forward(
         self,
@@ -363,7 +423,25 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # at 128). Elsewhere (larger batches, no gradients, CUDA, autocast, tracing) `nn.GRU` runs.
         self.stepwise_training = True
         self.stepwise_max_batch = 32
+        # Without gradients (inference) the same recurrence, nothing saved, runs batches of up to
+        # `stepwise_inference_max_batch` rows on the CPU (0 switches it off), ahead of packing. A small batch's step
+        # costs its op count: `nn.GRU` spends ~15 ops per step and direction, `_gru_recurrence` 6 for all directions.
+        # Measured (benchmarks/stepwise_crossover.py --mode inference): at hidden 128 1.1-1.8x faster than nn.GRU's
+        # best path up to 16 rows; at hidden 256 even (0.7-1.3x), so it is on by default up to hidden 128 only.
+        self.stepwise_inference_max_batch = 16 if config.hidden_size <= 128 else 0
         self.post_init()
+
+    def cache_stepwise_weights(self, enabled: bool = True) -> None:
+        """Keep each layer's direction-stacked GRU weights between inference calls on the stepwise path.
+
+        `textgru.inference.TextClassifier` switches this on for the model it serves. A cached copy is rebuilt when a
+        parameter is replaced or changed in place through autograd-visible ops (optimizer steps, `load_state_dict`,
+        `param.copy_`); edits through `param.data` are invisible to it, so switch the cache off (`enabled=False`
+        drops it) before changing weights that way.
+        """
+        for layer in self.layers:
+            layer.rnn.cache_stepwise_weights = enabled
+            layer.rnn._stepwise_weights = None
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings
@@ -456,10 +534,12 @@ class TextGRUModel(TextGRUPreTrainedModel):
                 and int(lengths.sum()) < self.packed_min_fill * batch_size * width
             )
 
+        if torch.is_grad_enabled():
+            stepwise = self.stepwise_training and batch_size <= self.stepwise_max_batch
+        else:
+            stepwise = batch_size <= self.stepwise_inference_max_batch
         stepwise = (
-            self.stepwise_training
-            and batch_size <= self.stepwise_max_batch
-            and torch.is_grad_enabled()
+            stepwise
             and embeds.device.type == "cpu"
             and not torch.is_autocast_enabled(embeds.device.type)
             and not torch.jit.is_tracing()
