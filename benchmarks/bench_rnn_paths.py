@@ -24,7 +24,7 @@ import time
 import torch
 from torch import nn
 
-from textgru.modeling_textgru import TextGRUBidirectionalLayer, _reversal_index
+from textgru.modeling_textgru import TextGRUBidirectionalLayer, _reversal_index, _stepwise_index
 
 
 def median_time(fn, repeats: int) -> float:
@@ -60,7 +60,8 @@ class Stack(nn.Module):
             seq = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             return nn.utils.rnn.pad_packed_sequence(self.gru(seq)[0], batch_first=True, total_length=x.size(1))[0]
         reversal = _reversal_index(lengths, x.size(1))
-        stepwise = self.kind == "textgru-stepwise" and torch.is_grad_enabled()
+        on = self.kind == "textgru-stepwise" and torch.is_grad_enabled()
+        stepwise = _stepwise_index(reversal, 2) if on else None
         for layer in self.layers:
             x = layer(x, lengths, reversal, packed, stepwise)
         return x

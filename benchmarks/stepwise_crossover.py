@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from textgru import TextGRUConfig
-from textgru.modeling_textgru import TextGRUBidirectionalLayer, _reversal_index
+from textgru.modeling_textgru import TextGRUBidirectionalLayer, _reversal_index, _stepwise_index
 
 
 def _stack(hidden: int, batch: int, length: int, layers: int, seed: int):
@@ -36,7 +36,8 @@ def _stack(hidden: int, batch: int, length: int, layers: int, seed: int):
     stack = [TextGRUBidirectionalLayer(config, hidden if i == 0 else 2 * hidden) for i in range(layers)]
     lengths = torch.randint(length // 2, length + 1, (batch,))
     lengths[0] = length
-    return stack, torch.randn(batch, length, hidden), lengths, _reversal_index(lengths, length)
+    reversal = _reversal_index(lengths, length)
+    return stack, torch.randn(batch, length, hidden), lengths, reversal, _stepwise_index(reversal, 2)
 
 
 def _interleaved(paths: dict, repeats: int) -> dict[str, float]:
@@ -54,12 +55,12 @@ def _interleaved(paths: dict, repeats: int) -> dict[str, float]:
 
 def speedup(hidden: int, batch: int, length: int, layers: int, repeats: int, seed: int = 0) -> dict:
     """One configuration: median training-step seconds on both paths and their ratio."""
-    stack, x, lengths, reversal = _stack(hidden, batch, length, layers, seed)
+    stack, x, lengths, reversal, index = _stack(hidden, batch, length, layers, seed)
 
     def step(stepwise: bool) -> None:
         h = x
         for layer in stack:
-            h = layer(h, lengths, reversal, False, stepwise)
+            h = layer(h, lengths, reversal, False, index if stepwise else None)
         h.sum().backward()
 
     t = _interleaved({"stepwise": lambda: step(True), "nn_gru": lambda: step(False)}, repeats)
@@ -75,7 +76,7 @@ def speedup(hidden: int, batch: int, length: int, layers: int, repeats: int, see
 
 def inference_speedup(hidden: int, batch: int, length: int, layers: int, repeats: int, seed: int = 0) -> dict:
     """One configuration: median forward seconds under no_grad, stepwise vs nn.GRU padded and packed."""
-    stack, x, lengths, reversal = _stack(hidden, batch, length, layers, seed)
+    stack, x, lengths, reversal, index = _stack(hidden, batch, length, layers, seed)
 
     for layer in stack:  # as `textgru.inference.TextClassifier` runs it
         layer.cache_stepwise_weights = True
@@ -84,7 +85,7 @@ def inference_speedup(hidden: int, batch: int, length: int, layers: int, repeats
         with torch.inference_mode():
             h = x
             for layer in stack:
-                h = layer(h, lengths, reversal, packed, stepwise)
+                h = layer(h, lengths, reversal, packed, index if stepwise else None)
 
     paths = {
         "stepwise": lambda: forward(False, True),

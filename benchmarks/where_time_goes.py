@@ -117,7 +117,7 @@ def onnx_breakdown(path: Path, batches) -> dict:
 def step_cost_us(config, steps: int, repeats: int) -> dict:
     """Microseconds per time step on one text: one direction of torch.gru and of onnxruntime's GRU, and both
     directions of textgru's stepwise recurrence (what eager inference runs at batch 1, as TextClassifier runs it)."""
-    from textgru.modeling_textgru import TextGRUBidirectionalLayer, _reversal_index
+    from textgru.modeling_textgru import TextGRUBidirectionalLayer, _reversal_index, _stepwise_index
 
     input_size, hidden = config.embedding_size, config.hidden_size
     gru = torch.nn.GRU(input_size, hidden, batch_first=True).eval()
@@ -129,7 +129,8 @@ def step_cost_us(config, steps: int, repeats: int) -> dict:
     lengths = torch.tensor([steps])
     reversal = _reversal_index(lengths, steps)
     with torch.inference_mode():
-        stepwise_s = median_time(lambda: layer(x, lengths, reversal, False, True), repeats * 20)
+        index = _stepwise_index(reversal, 2)
+        stepwise_s = median_time(lambda: layer(x, lengths, reversal, False, index), repeats * 20)
     out = {"torch_us_per_step": torch_s / steps * 1e6, "stepwise_us_per_step": stepwise_s / steps * 1e6}
     try:
         import onnxruntime as ort

@@ -17,7 +17,9 @@ The measurements behind this choice are in ``docs/design.md`` (``benchmarks/benc
 
 Training on a CPU runs the same padded computation through ``_StepwiseGRU``, an autograd function that advances
 both directions in one batched matmul per step and computes the weight gradients in one matmul per layer, in
-place of ``nn.GRU``'s per-step autograd graph (same values; ``TextGRUModel.stepwise_training``).
+place of ``nn.GRU``'s per-step autograd graph (same values; ``TextGRUModel.stepwise_training``). Inference on
+small batches runs the same recurrence with nothing saved (``TextGRUModel.stepwise_inference_max_batch``): six ops
+a step for all directions where ``nn.GRU`` spends ~15 per direction, which is what a small batch's step costs.
 """
 
 from __future__ import annotations
@@ -47,6 +49,20 @@ def _reversal_index(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
     positions = torch.arange(seq_len, device=lengths.device).unsqueeze(0)  # (1, seq_len)
     reversed_positions = lengths.unsqueeze(1) - 1 - positions  # (batch, seq_len)
     return torch.where(reversed_positions >= 0, reversed_positions, positions)
+
+
+def _stepwise_index(reversal: torch.Tensor, directions: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat row indices for the stepwise path, the same for every layer of a batch: `source` gathers the rows of a
+    (batch, seq_len) layout into (directions, seq_len, batch), the backward direction reversed within each row's
+    length (`reversal`, see `_reversal_index`); `target` gathers the states back into (batch, seq_len, directions)."""
+    batch, seq_len = reversal.shape
+    row = torch.arange(batch, device=reversal.device)
+    step = torch.arange(seq_len, device=reversal.device)
+    sources = [row.unsqueeze(0) * seq_len + step.unsqueeze(1), row.unsqueeze(0) * seq_len + reversal.t()]
+    targets = [step.expand(batch, seq_len) * batch, seq_len * batch + reversal * batch]
+    source = torch.stack(sources[:directions]).reshape(-1)
+    target = (torch.stack(targets[:directions], dim=-1) + row.view(batch, 1, 1)).reshape(-1)
+    return source, target
 
 
 def _gru_recurrence(
@@ -91,13 +107,14 @@ def _gru_recurrence(
     return states, ((rz, candidate, rec) if save else None)
 
 
-def _stepwise_states(x, weight_ih, weight_hh_t, bias_ih, bias_hh, save: bool) -> tuple[torch.Tensor, tuple | None]:
+def _stepwise_states(x, weight_ih_t, weight_hh_t, bias_ih, bias_hh, save: bool) -> tuple[torch.Tensor, tuple | None]:
     """`x` (directions, seq_len, batch, input) -> `_gru_recurrence` over its input projections (one matmul).
 
-    Weights stacked by direction; `weight_hh_t` is `W_hh^T`, contiguous (directions, hidden, 3 * hidden).
+    Weights stacked by direction and transposed: `weight_ih_t` (directions, input, 3 * hidden), `weight_hh_t`
+    (directions, hidden, 3 * hidden), the latter contiguous (it is read every step).
     """
     directions, steps, batch, input_size = x.shape
-    gates_in = torch.baddbmm(bias_ih.unsqueeze(1), x.view(directions, steps * batch, input_size), weight_ih.mT)
+    gates_in = torch.baddbmm(bias_ih.unsqueeze(1), x.view(directions, steps * batch, input_size), weight_ih_t)
     gates_in = gates_in.view(directions, steps, batch, gates_in.size(-1))
     return _gru_recurrence(gates_in, weight_hh_t, bias_hh.unsqueeze(1), save)
 
@@ -116,7 +133,7 @@ class _StepwiseGRU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight_ih, weight_hh, bias_ih, bias_hh):
-        states, saved = _stepwise_states(x, weight_ih, weight_hh.mT.contiguous(), bias_ih, bias_hh, save=True)
+        states, saved = _stepwise_states(x, weight_ih.mT, weight_hh.mT.contiguous(), bias_ih, bias_hh, save=True)
         ctx.save_for_backward(x, weight_ih, weight_hh, states, *saved)
         return states
 
@@ -208,29 +225,23 @@ class TextGRUBidirectionalLayer(nn.Module):
         out = nn.utils.rnn.PackedSequence(data, seq.batch_sizes, seq.sorted_indices, seq.unsorted_indices)
         return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
 
-    def _run_stepwise(self, x: torch.Tensor, reversal: torch.Tensor) -> torch.Tensor:
-        """Both directions through `_StepwiseGRU`: the same values as the two-GRU padded path."""
+    def _run_stepwise(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Both directions through the stepwise recurrence: the same values as the two-GRU padded path.
+
+        `source` and `target` are the gathers of `_stepwise_index` (the same for every layer of a batch)."""
         batch, seq_len, input_size = x.shape
         grus = [self.forward_gru] if self.backward_gru is None else [self.forward_gru, self.backward_gru]
         directions, hidden = len(grus), self.forward_gru.hidden_size
-        row = torch.arange(batch, device=x.device)
-        step = torch.arange(seq_len, device=x.device)
-        # gather both directions' inputs time-major in one go; the backward one reads each row reversed in its length
-        sources = [row.unsqueeze(0) * seq_len + step.unsqueeze(1), row.unsqueeze(0) * seq_len + reversal.t()]
-        x = x.reshape(batch * seq_len, input_size).index_select(0, torch.stack(sources[:directions]).reshape(-1))
-        x = x.view(directions, seq_len, batch, input_size)
+        x = x.reshape(batch * seq_len, input_size).index_select(0, source).view(directions, seq_len, batch, input_size)
         if torch.is_grad_enabled():
             weights = [torch.stack([getattr(gru, name) for gru in grus]) for name in _GRU_WEIGHTS]
             states = _StepwiseGRU.apply(x, *weights)  # (directions, seq_len, batch, hidden)
         else:  # inference: nothing saved for a backward pass
             states = _stepwise_states(x, *self._inference_weights(grus), save=False)[0]
-        # and back to (batch, seq_len, hidden * directions), the backward direction in reading order again
-        targets = [step.expand(batch, seq_len) * batch, seq_len * batch + reversal * batch]
-        index = (torch.stack(targets[:directions], dim=-1) + row.view(batch, 1, 1)).reshape(-1)  # (batch, seq, dirs)
-        return states.view(-1, hidden).index_select(0, index).view(batch, seq_len, directions * hidden)
+        return states.view(-1, hidden).index_select(0, target).view(batch, seq_len, directions * hidden)
 
     def _inference_weights(self, grus: list[nn.GRU]) -> list[torch.Tensor]:
-        """The GRU weights stacked by direction (`W_hh` transposed) for `_stepwise_states`, kept between calls
+        """The GRU weights stacked by direction (matrices transposed) for `_stepwise_states`, kept between calls
         while `cache_stepwise_weights` is on (a batch-1 forward otherwise spends ~10% of its time copying them) and
         rebuilt whenever a parameter is replaced or changed in place (its data pointer or version moves)."""
         params = [[getattr(gru, name) for gru in grus] for name in _GRU_WEIGHTS]
@@ -243,7 +254,7 @@ class TextGRUBidirectionalLayer(nn.Module):
             return self._stepwise_weights[1]
         weight_ih, weight_hh, bias_ih, bias_hh = params
         weights = [
-            torch.stack(weight_ih),
+            torch.stack([w.t() for w in weight_ih]),
             torch.stack([w.t() for w in weight_hh]),
             torch.stack(bias_ih),
             torch.stack(bias_hh),
@@ -257,12 +268,13 @@ class TextGRUBidirectionalLayer(nn.Module):
         lengths: torch.Tensor,
         reversal: torch.Tensor,
         packed: bool = False,
-        stepwise: bool = False,
+        stepwise: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        # x: (batch, seq_len, input_size), right-padded; returns (batch, seq_len, hidden * directions)
+        # x: (batch, seq_len, input_size), right-padded; returns (batch, seq_len, hidden * directions).
+        # `stepwise`: the gathers of `_stepwise_index` to take the stepwise path, None for nn.GRU.
         plain = type(self.forward_gru) is nn.GRU and type(self.backward_gru) in (nn.GRU, type(None))  # not int8
-        if stepwise and plain:
-            return self._run_stepwise(x, reversal)
+        if stepwise is not None and plain:
+            return self._run_stepwise(x, *stepwise)
         if packed and plain and self.backward_gru is not None:
             return self._run_packed_bidirectional(x, lengths)
         out = self._run(self.forward_gru, x, lengths, packed)
@@ -287,7 +299,7 @@ class TextGRUResidualBlock(nn.Module):
         self.projection = nn.Linear(input_size, width, bias=False) if needs_projection else nn.Identity()
         self.gate = nn.Linear(2 * width, width) if config.residual == "gated" else None
 
-    def forward(self, x, lengths, reversal, mask, packed: bool = False, stepwise: bool = False) -> torch.Tensor:
+    def forward(self, x, lengths, reversal, mask, packed: bool = False, stepwise=None) -> torch.Tensor:
         update = self.dropout(self.rnn(self.norm(x), lengths, reversal, packed, stepwise))  # (batch, seq_len, width)
         if self.residual == "none":
             out = update
@@ -426,8 +438,9 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # Without gradients (inference) the same recurrence, nothing saved, runs batches of up to
         # `stepwise_inference_max_batch` rows on the CPU (0 switches it off), ahead of packing. A small batch's step
         # costs its op count: `nn.GRU` spends ~15 ops per step and direction, `_gru_recurrence` 6 for all directions.
-        # Measured (benchmarks/stepwise_crossover.py --mode inference): at hidden 128 1.1-1.8x faster than nn.GRU's
-        # best path up to 16 rows; at hidden 256 even (0.7-1.3x), so it is on by default up to hidden 128 only.
+        # Measured (benchmarks/stepwise_crossover.py --mode inference, docs/design.md): up to 16 rows 1.1-1.9x faster
+        # than nn.GRU's faster path at hidden 64-128 (at 64 rows 0.8-0.9x at hidden 128); at hidden 256 level
+        # (0.95-1.16x), so it is on by default up to hidden 128 only.
         self.stepwise_inference_max_batch = 16 if config.hidden_size <= 128 else 0
         self.post_init()
 
@@ -539,10 +552,12 @@ class TextGRUModel(TextGRUPreTrainedModel):
         else:
             stepwise = batch_size <= self.stepwise_inference_max_batch
         stepwise = (
-            stepwise
+            _stepwise_index(reversal, 2 if self.config.bidirectional else 1)  # shared by every layer
+            if stepwise
             and embeds.device.type == "cpu"
             and not torch.is_autocast_enabled(embeds.device.type)
             and not torch.jit.is_tracing()
+            else None
         )
 
         x = self.embedding_dropout(embeds) * step_mask  # (batch, width, embedding_size)
