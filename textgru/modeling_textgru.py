@@ -146,21 +146,27 @@ class _StepwiseGRU(torch.autograd.Function):
         grad_n = x.new_empty(directions, steps, batch, hidden)  # d(pre-activation of n)
         grad_states_t, grad_rec_t, grad_n_t = grad_states.unbind(1), grad_rec.unbind(1), grad_n.unbind(1)
         states_t, rz_t, candidate_t = states.unbind(1), rz.unbind(1), candidate.unbind(1)
+        r_t, z_t = rz[..., :hidden].unbind(1), rz[..., hidden:].unbind(1)
         rec_n_t = rec[..., 2 * hidden :].unbind(0)  # the recurrent part of n's input, h W_hn^T + b_hn
-        zeros = x.new_zeros(directions, batch, hidden)
+        grad_rec_rz_t, grad_rec_n_t = grad_rec[..., : 2 * hidden].unbind(1), grad_rec[..., 2 * hidden :].unbind(1)
+        h_prev_t = (x.new_zeros(directions, batch, hidden), *states_t[:-1])
+        grad_gates = x.new_empty(directions, batch, 2 * hidden)  # d(r, z) of the current step, before the sigmoid
+        grad_r, grad_z = grad_gates[..., :hidden], grad_gates[..., hidden:]
+        tanh_backward, sigmoid_backward = (
+            torch.ops.aten.tanh_backward.grad_input,
+            torch.ops.aten.sigmoid_backward.grad_input,
+        )
+        # per step: every result written into its slot (per-step views made above), no slicing, no cat, no copies
         grad_h = None
         for t in range(steps - 1, -1, -1):
-            grad_h = grad_states_t[t] if grad_h is None else grad_h + grad_states_t[t]
-            r_z, n = rz_t[t], candidate_t[t]
-            r, z = r_z[..., :hidden], r_z[..., hidden:]
-            h_prev = states_t[t - 1] if t > 0 else zeros
-            grad_h_z = grad_h * z  # the path through h' = n + z * (h - n) that skips the gates
-            grad_n_step = torch.ops.aten.tanh_backward(grad_h - grad_h_z, n)
-            grad_n_t[t].copy_(grad_n_step)
-            grad_r_z = torch.cat([grad_n_step * rec_n_t[t], (h_prev - n).mul_(grad_h)], dim=-1)
-            rec = torch.cat([torch.ops.aten.sigmoid_backward(grad_r_z, r_z), grad_n_step * r], dim=-1)
-            grad_rec_t[t].copy_(rec)
-            grad_h = torch.baddbmm(grad_h_z, rec, weight_hh)
+            grad_h = grad_states_t[t] if grad_h is None else grad_h.add_(grad_states_t[t])
+            grad_h_z = grad_h * z_t[t]  # the path through h' = n + z * (h - n) that skips the gates
+            tanh_backward(grad_h - grad_h_z, candidate_t[t], grad_input=grad_n_t[t])
+            torch.mul(grad_n_t[t], rec_n_t[t], out=grad_r)
+            torch.sub(h_prev_t[t], candidate_t[t], out=grad_z).mul_(grad_h)
+            sigmoid_backward(grad_gates, rz_t[t], grad_input=grad_rec_rz_t[t])
+            torch.mul(grad_n_t[t], r_t[t], out=grad_rec_n_t[t])
+            grad_h = torch.baddbmm(grad_h_z, grad_rec_t[t], weight_hh)
         # weight and input gradients: one matmul each over all steps, read in place from the (directions, steps,
         # batch, .) buffers; the input side's gates are r and z from `grad_rec` and n from `grad_n`
         grad_rec_all = grad_rec.view(directions, steps * batch, 3 * hidden)
