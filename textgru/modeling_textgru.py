@@ -247,9 +247,9 @@ class TextGRUBidirectionalLayer(nn.Module):
         return states.view(-1, hidden).index_select(0, target).view(batch, seq_len, directions * hidden)
 
     def _inference_weights(self, grus: list[nn.GRU]) -> list[torch.Tensor]:
-        """The GRU weights stacked by direction (matrices transposed) for `_stepwise_states`, kept between calls
-        while `cache_stepwise_weights` is on (a batch-1 forward otherwise spends ~10% of its time copying them) and
-        rebuilt whenever a parameter is replaced or changed in place (its data pointer or version moves)."""
+        """The GRU weights stacked by direction (matrices transposed) for `_stepwise_states`. Kept between calls
+        while `cache_stepwise_weights` is on (otherwise a batch-1 forward spends a good share of its time copying
+        them); rebuilt whenever a parameter is replaced or changed in place (its data pointer or version moves)."""
         params = [[getattr(gru, name) for gru in grus] for name in _GRU_WEIGHTS]
         key = (
             tuple((p.data_ptr(), p._version) for group in params for p in group)
@@ -437,8 +437,8 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # With gradients on a CPU, run the GRUs through textgru's own autograd function (`_StepwiseGRU`: all
         # directions per step in one matmul, weight gradients in one matmul per layer) instead of `nn.GRU`; same
         # values, a faster training step for batches of up to `stepwise_max_batch` rows (measured by
-        # benchmarks/stepwise_crossover.py: 1.1-2.3x faster up to 32 rows at hidden 64-512, 0.95-1.4x at 64, 0.84-1.1x
-        # at 128). Elsewhere (larger batches, no gradients, CUDA, autocast, tracing) `nn.GRU` runs.
+        # benchmarks/stepwise_crossover.py: 1.1-2.7x faster up to 32 rows at hidden 64-512, 0.97-1.4x at 64, 0.81-1.3x
+        # at 128). Elsewhere (larger batches, CUDA, autocast, tracing) `nn.GRU` runs.
         self.stepwise_training = True
         self.stepwise_max_batch = 32
         # Without gradients (inference) the same recurrence, nothing saved, runs batches of up to
