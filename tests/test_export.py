@@ -129,7 +129,9 @@ def test_quantize_dynamic_replaces_every_gru_and_linear(trained):
 def test_quantized_model_runs_both_paths(trained):
     """The packed path (no_grad) and the padded path (grad enabled, as in tracing) both run after quantisation."""
     quantized = quantize_dynamic(trained)
-    ids = torch.randint(4, trained.config.vocab_size, (3, 12))
+    # fixed ids: over random ones the int8 error's median is ~0.04 and about 1 draw in 20 passes 0.1 (a tiny model
+    # on token soup); real texts are checked in test_int8_parity_with_fp32
+    ids = torch.randint(4, trained.config.vocab_size, (3, 12), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     mask[1, 5:] = 0
     mask[2, 1:] = 0
