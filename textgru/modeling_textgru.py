@@ -444,9 +444,9 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # Without gradients (inference) the same recurrence, nothing saved, runs batches of up to
         # `stepwise_inference_max_batch` rows on the CPU (0 switches it off), ahead of packing. A small batch's step
         # costs its op count: `nn.GRU` spends ~15 ops per step and direction, `_gru_recurrence` 6 for all directions.
-        # Measured (benchmarks/stepwise_crossover.py --mode inference, docs/design.md): up to 16 rows 1.1-1.9x faster
-        # than nn.GRU's faster path at hidden 64-128 (at 64 rows 0.8-0.9x at hidden 128); at hidden 256 level
-        # (0.95-1.16x), so it is on by default up to hidden 128 only.
+        # Measured (benchmarks/stepwise_crossover.py --mode inference, docs/design.md): up to 16 rows 1.25-1.97x
+        # faster than nn.GRU's faster path at hidden 64-128 (at 64 rows 0.74-0.93x at hidden 128); at hidden 256
+        # level or slower (0.76-1.17x), so it is on by default up to hidden 128 only.
         self.stepwise_inference_max_batch = 16 if config.hidden_size <= 128 else 0
         self.post_init()
 
