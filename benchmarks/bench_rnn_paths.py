@@ -3,7 +3,7 @@
 Compares, at equal width and depth, on the same random batch with mixed lengths:
   padded-bidir   one nn.GRU(bidirectional=True) over right-padded input (fast, but WRONG: the backward
                  direction reads the padding before the real tokens)
-  packed-bidir   nn.GRU(bidirectional=True) over pack_padded_sequence (exact; loses the fused kernel in training)
+  packed-bidir   nn.GRU(bidirectional=True) over pack_padded_sequence (exact; several times slower to train)
   textgru        textgru's layer on nn.GRU: a forward GRU on right-padded input and a backward GRU that reads
                  each sequence reversed within its own length (exact; the padded kernel in both directions);
                  under no_grad textgru packs (see `packed_inference`)

@@ -97,13 +97,9 @@ def eager_breakdown(model, batches) -> dict:
 
 def onnx_breakdown(path: Path, batches) -> dict:
     """Kernel time per ONNX operator type over one pass (onnxruntime's profiler)."""
-    import onnxruntime as ort
+    from textgru.export import onnx_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.enable_profiling = True
-    options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(path, enable_profiling=True, profile_file_prefix=str(Path(tempfile.mkdtemp()) / "ort"))
     for ids, mask in batches:
         session.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
     trace = Path(session.end_profiling())
@@ -133,15 +129,15 @@ def step_cost_us(config, steps: int, repeats: int) -> dict:
         stepwise_s = median_time(lambda: layer(x, lengths, reversal, False, index), repeats * 20)
     out = {"torch_us_per_step": torch_s / steps * 1e6, "stepwise_us_per_step": stepwise_s / steps * 1e6}
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
+
+        from textgru.export import onnx_session
     except ImportError:
         return out
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "gru.onnx"
         torch.onnx.export(gru, (x,), str(path), input_names=["x"], output_names=["y", "h"], dynamo=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(path)
         feed = {"x": x.numpy()}
         ort_s = median_time(lambda: session.run(None, feed), repeats * 20)
     out["onnxruntime_us_per_step"] = ort_s / steps * 1e6
@@ -157,7 +153,7 @@ def main(argv=None) -> dict:
     from _training import matmul_peak_gflops
 
     from textgru import TextGRUConfig, TextGRUForSequenceClassification
-    from textgru.export import export_onnx
+    from textgru.export import export_onnx, onnx_session
     from textgru.inference import _pad as pad_encodings
     from textgru.inference import fast_backend
     from textgru.tokenization import train_tokenizer
@@ -207,12 +203,7 @@ def main(argv=None) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = export_onnx(model, tokenizer, Path(tmp) / "onnx")
-
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = options.inter_op_num_threads = 1
-            session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(folder / "model.onnx")
             feeds = [{"input_ids": i.numpy(), "attention_mask": m.numpy()} for i, m in batches]
             onnx_s = median_time(lambda: [session.run(["logits"], f) for f in feeds], args.repeats)
             report["onnx_forward_ms"] = onnx_s * 1e3

@@ -19,6 +19,7 @@ from textgru.export import (
     ExportFormatError,
     export_onnx,
     load_quantized,
+    onnx_session,
     quantize_dynamic,
     require_onnxruntime,
     save_quantized,
@@ -253,8 +254,8 @@ def test_onnx_unidirectional_model_matches_eager(tokenizer, test_texts, tmp_path
 
 
 def _session(path):
-    ort = pytest.importorskip("onnxruntime")
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    pytest.importorskip("onnxruntime")
+    return onnx_session(path)
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
@@ -371,9 +372,9 @@ def test_sorting_by_length_keeps_input_order_and_logits(backend, trained, tokeni
 
 
 def test_onnx_encoder_export_outputs_states_and_pooled(trained, tokenizer, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     export_onnx(trained.textgru, tokenizer, tmp_path / "encoder")
-    session = ort.InferenceSession(str(tmp_path / "encoder" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = _session(tmp_path / "encoder" / "model.onnx")
     ids, mask = encode_texts(fast_backend(tokenizer), ["good film", "a", "dull plot and weak actors"], pad_id=0)
     states, pooled = session.run(None, {"input_ids": ids, "attention_mask": mask})
     with torch.no_grad():

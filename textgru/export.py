@@ -73,6 +73,23 @@ def require_onnxruntime():
     return onnxruntime
 
 
+def onnx_session(path, intra_op_num_threads: int = 1, **options):
+    """An onnxruntime CPU session for the ONNX file at `path`.
+
+    Args:
+        path: The `.onnx` file.
+        intra_op_num_threads: Threads onnxruntime may use inside an operator (between operators it uses one).
+        **options: Other `onnxruntime.SessionOptions` attributes to set (e.g. `enable_profiling=True`).
+    """
+    ort = require_onnxruntime()
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = intra_op_num_threads
+    session_options.inter_op_num_threads = 1
+    for name, value in options.items():
+        setattr(session_options, name, value)
+    return ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Dynamic int8 quantisation
 # ---------------------------------------------------------------------------------------------------------------
@@ -411,7 +428,7 @@ def export_onnx(
     Returns:
         The output folder.
     """
-    ort = require_onnxruntime()
+    require_onnxruntime()  # fail before any work, saying how to install it
     if type(model).__name__ not in _ARCHITECTURES:
         raise ValueError(f"export_onnx supports {sorted(_ARCHITECTURES)}, not {type(model).__name__}.")
     config = model.config
@@ -443,9 +460,7 @@ def export_onnx(
                         output_names=outputs,
                         dynamic_axes=dynamic_axes,
                     )
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            session = ort.InferenceSession(str(staging / ONNX_NAME), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(staging / ONNX_NAME)
             batches = [
                 _example_batch(config.vocab_size, config.pad_token_id, lengths, seed=1 + i)
                 for i, lengths in enumerate(_CHECK_LENGTHS)
@@ -463,7 +478,7 @@ def export_onnx(
                 )
             extra = {"gru": "bidirectional ONNX GRU per layer with sequence_lens (packed trace)"}
             if int8:
-                extra = _quantize_onnx(ort, staging / ONNX_NAME, checks, wrapper.classifier, atol, int8_atol)
+                extra = _quantize_onnx(staging / ONNX_NAME, checks, wrapper.classifier, atol, int8_atol)
                 diff = extra.pop("max_abs_diff_vs_eager")
             config.architectures = [type(model).__name__]
             config.save_pretrained(staging)
@@ -487,7 +502,7 @@ def export_onnx(
     return Path(output_dir)
 
 
-def _quantize_onnx(ort, path: Path, checks: _CheckBatches, classifier: bool, atol: float, int8_atol: float) -> dict:
+def _quantize_onnx(path: Path, checks: _CheckBatches, classifier: bool, atol: float, int8_atol: float) -> dict:
     """Rewrite the GRUs of the ONNX graph at `path` as Scans, check, quantise to int8 in place, check again.
 
     Returns the manifest fields: how the GRUs run, the quantisation, the int8 graph's largest logit difference from
@@ -498,12 +513,9 @@ def _quantize_onnx(ort, path: Path, checks: _CheckBatches, classifier: bool, ato
 
     from .onnx_graph import gru_to_scan
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
     scan_path = path.with_name("model.scan.onnx")
     onnx.save(gru_to_scan(onnx.load(str(path))), str(scan_path))
-    session = ort.InferenceSession(str(scan_path), options, providers=["CPUExecutionProvider"])
-    diff = checks.max_abs_diff(checks.run(session))
+    diff = checks.max_abs_diff(checks.run(onnx_session(scan_path)))
     if not diff <= atol:
         raise RuntimeError(
             f"The GRU-to-Scan rewrite differs from eager PyTorch by {diff:.3g} > atol={atol}; not saved."
@@ -519,8 +531,7 @@ def _quantize_onnx(ort, path: Path, checks: _CheckBatches, classifier: bool, ato
     finally:
         logging.disable(previous)
     scan_path.unlink()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    got = checks.run(session)
+    got = checks.run(onnx_session(path))
     int8_diff = checks.max_abs_diff(got)
     if not int8_diff <= int8_atol:
         raise RuntimeError(
@@ -548,6 +559,7 @@ __all__ = [
     "export_onnx",
     "read_manifest",
     "require_onnxruntime",
+    "onnx_session",
     "MANIFEST_NAME",
     "INT8_FORMAT",
     "ONNX_FORMAT",

@@ -233,9 +233,8 @@ class OnnxTextClassifier(_Classifier):
         batch_size: int = 32,
         sort_by_length: bool = True,
     ):
-        from .export import ONNX_FORMAT, ONNX_NAME, read_manifest, require_onnxruntime
+        from .export import ONNX_FORMAT, ONNX_NAME, onnx_session, read_manifest
 
-        ort = require_onnxruntime()
         folder = Path(path)
         manifest = read_manifest(folder, ONNX_FORMAT)
         if manifest.get("outputs", ["logits"])[0] != "logits":
@@ -245,10 +244,7 @@ class OnnxTextClassifier(_Classifier):
         if max_length is None and (folder / "tokenizer_config.json").is_file():
             limit = json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
             max_length = int(limit) if isinstance(limit, (int, float)) and 0 < limit < _NO_LIMIT else None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_num_threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(folder / ONNX_NAME), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(folder / ONNX_NAME, intra_op_num_threads)
         super().__init__(fast_backend(folder), config, max_length, batch_size, sort_by_length)
 
     def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

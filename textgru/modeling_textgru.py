@@ -305,7 +305,15 @@ class TextGRUResidualBlock(nn.Module):
         self.projection = nn.Linear(input_size, width, bias=False) if needs_projection else nn.Identity()
         self.gate = nn.Linear(2 * width, width) if config.residual == "gated" else None
 
-    def forward(self, x, lengths, reversal, mask, packed: bool = False, stepwise=None) -> torch.Tensor:
+    def forward(
+        self,
+        x,
+        lengths,
+        reversal,
+        mask,
+        packed: bool = False,
+        stepwise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         update = self.dropout(self.rnn(self.norm(x), lengths, reversal, packed, stepwise))  # (batch, seq_len, width)
         if self.residual == "none":
             out = update

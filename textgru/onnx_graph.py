@@ -100,6 +100,7 @@ def gru_to_scan(model):
         inputs = list(node.input) + [""] * (6 - len(node.input))
         x, w, r, b, seq_lens, initial = inputs[:6]
         problem = None
+        weight_ih, weight_hh, bias = (_constant(name, initializers, producers) for name in (w, r, b))
         direction = _attribute(node, "direction", b"forward")
         directions = {b"forward": ("fw",), b"bidirectional": ("fw", "bw")}.get(direction, ())
         if not directions:
@@ -108,7 +109,7 @@ def gru_to_scan(model):
             problem = "linear_before_reset is not 1"
         elif not seq_lens:
             problem = "it has no sequence_lens"
-        elif any(_constant(name, initializers, producers) is None for name in (w, r, b)):
+        elif weight_ih is None or weight_hh is None or bias is None:
             problem = "its weights are not constants"
         elif len(node.output) > 1 and node.output[1] and node.output[1] in consumed:
             problem = "its final-state output is used"
@@ -116,9 +117,8 @@ def gru_to_scan(model):
             problem = "its initial state is not zeros"
         if problem:
             raise ValueError(f"gru_to_scan: cannot rewrite GRU node {node.name!r}: {problem}.")
-        weight_ih = _constant(w, initializers, producers)  # (2, 3H, input), gates z, r, h
-        weight_hh = _constant(r, initializers, producers)  # (2, 3H, H)
-        bias = _constant(b, initializers, producers)  # (2, 6H): input biases, then recurrent biases
+        # weight_ih (directions, 3H, input), gates z, r, h; weight_hh (directions, 3H, H); bias (directions, 6H):
+        # input biases, then recurrent biases
         hidden = weight_hh.shape[-1]
         for i, d in enumerate(directions):
             for name, array in (
