@@ -290,6 +290,82 @@ def test_gru_to_scan_computes_what_the_gru_op_does(bidirectional, tokenizer, tmp
         np.testing.assert_allclose(scan.run(None, feed)[0], eager, atol=1e-5)
 
 
+def _gru_op_graph(direction: str, hidden: int, inputs: int, seed: int):
+    """A graph of one ONNX `GRU` node as the exporter writes TextGRU's (linear_before_reset, sequence_lens), whose
+    output (time, directions, batch, hidden) is the graph output."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    dirs = 2 if direction == "bidirectional" else 1
+    weights = [
+        numpy_helper.from_array(rng.normal(0, 0.5, shape).astype(np.float32), name)
+        for name, shape in (
+            ("W", (dirs, 3 * hidden, inputs)),
+            ("R", (dirs, 3 * hidden, hidden)),
+            ("B", (dirs, 6 * hidden)),
+        )
+    ]
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["time", "batch", inputs])
+    lens = helper.make_tensor_value_info("L", TensorProto.INT32, ["batch"])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["time", dirs, "batch", hidden])
+    node = helper.make_node(
+        "GRU", ["X", "W", "R", "B", "L"], ["Y"], hidden_size=hidden, direction=direction, linear_before_reset=1
+    )
+    return helper.make_model(helper.make_graph([node], "g", [x, lens], [y], weights))
+
+
+@pytest.mark.parametrize("direction", ["bidirectional", "forward"])
+def test_gru_to_scan_matches_the_gru_op_inside_each_rows_length(direction, tmp_path):
+    """Step by step, not just through TextGRU's logits: at every step inside a row's length (rows of length 0, 1,
+    part and all of the batch's steps) the rewrite's outputs equal the GRU op's, in both directions and in the GRU
+    op's own (time, directions, batch, hidden) layout, kept where the output is not TextGRU's Transpose + Reshape.
+    Past a row's length the outputs are documented as unspecified but finite, within a GRU state's [-1, 1]."""
+    onnx = pytest.importorskip("onnx")
+    from textgru.onnx_graph import gru_to_scan
+
+    original = _gru_op_graph(direction, hidden=8, inputs=5, seed=0)
+    onnx.save(original, str(tmp_path / "gru.onnx"))
+    onnx.save(gru_to_scan(original), str(tmp_path / "scan.onnx"))
+    gru_op, scan = _session(tmp_path / "gru.onnx"), _session(tmp_path / "scan.onnx")
+    lengths = np.array([7, 0, 1, 4, 7, 2], dtype=np.int32)
+    x = np.random.default_rng(1).normal(0, 1, (7, len(lengths), 5)).astype(np.float32)
+    expected = gru_op.run(None, {"X": x, "L": lengths})[0]
+    got = scan.run(None, {"X": x, "L": lengths})[0]
+    assert got.shape == expected.shape
+    inside = (np.arange(7)[:, None] < lengths[None, :])[:, None, :, None]  # (time, 1, batch, 1)
+    np.testing.assert_allclose(np.where(inside, got, 0), np.where(inside, expected, 0), atol=1e-5)
+    assert np.abs(expected[np.broadcast_to(inside, expected.shape)]).min() < 0.9  # real, varied outputs compared
+    assert np.isfinite(got).all() and np.abs(got).max() <= 1.0
+
+
+def test_gru_to_scan_writes_textgrus_layer_output_layout_directly(tokenizer, tmp_path):
+    """On a TextGRU export the GRU output only feeds a Transpose to (time, batch, directions, hidden) and a Reshape
+    to (time, batch, -1): the rewrite writes that layout itself (one Transpose fewer per layer), and the encoder's
+    states stay equal to eager PyTorch's, exactly zero at padding."""
+    onnx = pytest.importorskip("onnx")
+    from textgru.export import _CHECK_LENGTHS, _example_batch
+    from textgru.onnx_graph import gru_to_scan
+
+    torch.manual_seed(3)
+    config = TextGRUConfig(vocab_size=len(tokenizer), embedding_size=8, hidden_size=16, initializer_range=0.5)
+    encoder = TextGRUForSequenceClassification(config).eval().textgru
+    export_onnx(encoder, tokenizer, tmp_path / "onnx")
+    original = onnx.load(str(tmp_path / "onnx" / "model.onnx"))
+    rewritten = gru_to_scan(original)
+    transposes = [[n for n in g.graph.node if n.op_type == "Transpose"] for g in (original, rewritten)]
+    assert len(transposes[1]) == len(transposes[0]) - config.num_hidden_layers
+    onnx.save(rewritten, str(tmp_path / "scan.onnx"))
+    scan = _session(tmp_path / "scan.onnx")
+    for seed, lengths in enumerate(_CHECK_LENGTHS):
+        ids, mask = _example_batch(config.vocab_size, config.pad_token_id, lengths, seed=seed)
+        states, pooled = scan.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        with torch.no_grad():
+            eager = encoder(input_ids=ids, attention_mask=mask)
+        np.testing.assert_allclose(states, eager.last_hidden_state.numpy(), atol=1e-5)
+        np.testing.assert_allclose(pooled, eager.pooler_output.numpy(), atol=1e-5)
+        assert not states[~mask.numpy().astype(bool)].any()  # padding exactly zero, as in eager
+
+
 def test_gru_to_scan_refuses_what_it_does_not_cover():
     pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper

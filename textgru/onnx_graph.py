@@ -5,16 +5,25 @@ onnxruntime's dynamic quantisation has no int8 `GRU` kernel: it leaves the `GRU`
 legacy exporter writes them for TextGRU's packed path: `linear_before_reset=1`, `sequence_lens`, zero initial
 state) by the same computation spelled out in plain ops:
 
-- the input projection of every time step, for each direction, as one `MatMul` over the whole sequence;
+- the input projections of every time step, for each direction, as two `MatMul`s over the whole sequence (one for
+  the update and reset gates, one for the candidate), so that the step needs no `Split` of them;
 - one `Scan` over time whose body runs a step of each direction: a `MatMul` of the state with the recurrent
-  weights, then the gates (`Sigmoid`, `Tanh`, `Mul`, `Add`). The forward direction scans forwards, the backward
-  one backwards; a step past a row's length leaves the state unchanged and outputs zeros, so each row's backward
-  pass starts at its own last token and the outputs equal the `GRU` op's (`sequence_lens` semantics).
+  weights, then the gates (`Sigmoid`, `Tanh`, `Mul`, `Add`): 13 nodes a step and direction. The forward direction
+  scans forwards, the backward one backwards, its state multiplied by the step's mask, so that it stays zero over
+  a row's padding and each row's backward pass starts at its own last token (`sequence_lens` semantics).
 
-In fp32 the rewritten graph computes what the `GRU` op does (same weights, same order of operations up to float
-rounding); its value is that `onnxruntime.quantization.quantize_dynamic` (with `EnableSubgraph`) turns those
-`MatMul`s, the recurrent ones inside the `Scan` included, into int8 `DynamicQuantizeMatMul`s.
-Measured: `python benchmarks/speed.py` (docs/benchmarks.md).
+At every step inside a row's length the outputs equal the `GRU` op's (fp32: same weights, same order of
+operations up to float rounding). **Past a row's length they are not the `GRU` op's zeros**: the forward
+direction runs on over the padding (finite values: a GRU state stays within [-1, 1]) and the backward one outputs
+its unmasked step. TextGRU never reads them (every layer's output is multiplied by the mask before anything
+mixes positions), and not zeroing them saves four nodes a step; the export checks the rewritten graph's outputs
+against eager PyTorch on mixed-length batches, so a graph that did read them would fail there. Where the `GRU`
+output only feeds the exporter's `Transpose` + `Reshape` to (time, batch, directions * hidden), the rewrite
+concatenates the directions in that layout directly and drops the `Transpose`.
+
+The rewrite's value is that `onnxruntime.quantization.quantize_dynamic` (with `EnableSubgraph`) turns those
+`MatMul`s, the recurrent ones inside the `Scan` included, into int8 ones (`MatMulIntegerToFloat`,
+`DynamicQuantizeMatMul`). Measured: `python benchmarks/speed.py` (docs/benchmarks.md).
 
 Imports `onnx` only (an optional dependency: `pip install "textgru[export]"`).
 """
@@ -34,16 +43,22 @@ def _attribute(node, name: str, default=None):
 
 
 def _step_body(hidden: int, prefix: str, directions: tuple[str, ...]):
-    """The `Scan` body: one time step of each direction. Weight names refer to the outer graph's initializers."""
+    """The `Scan` body: one time step of each direction. Weight names refer to the outer graph's initializers.
+
+    Inputs: the states `h_<d>`, then the scan inputs `gi_zr_<d>` and `gi_h_<d>` (input projections, biases added)
+    per direction, then `mask_bw` (batch, 1) when there is a backward direction. Outputs: the next states, then the
+    step outputs `y_<d>`.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     def value(name: str, width):
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", width])
 
-    split_gates, split_zr = np.array([2 * hidden, hidden]), np.array([hidden, hidden])
     nodes = [
-        helper.make_node("Constant", [], ["split_gates"], value=numpy_helper.from_array(split_gates)),
-        helper.make_node("Constant", [], ["split_zr"], value=numpy_helper.from_array(split_zr)),
+        helper.make_node(
+            "Constant", [], ["split_gates"], value=numpy_helper.from_array(np.array([2 * hidden, hidden]))
+        ),
+        helper.make_node("Constant", [], ["split_zr"], value=numpy_helper.from_array(np.array([hidden, hidden]))),
     ]
     for d in directions:
         n = lambda s, d=d: f"{s}_{d}"  # noqa: E731 - names local to one direction
@@ -51,7 +66,6 @@ def _step_body(hidden: int, prefix: str, directions: tuple[str, ...]):
             # ONNX gate order z, r, h; linear_before_reset: h~ = tanh(Wx + r * (R h + Rb))
             helper.make_node("MatMul", [n("h"), f"{prefix}_RT_{d}"], [n("gh_raw")]),
             helper.make_node("Add", [n("gh_raw"), f"{prefix}_Rb_{d}"], [n("gh")]),
-            helper.make_node("Split", [n("gi"), "split_gates"], [n("gi_zr"), n("gi_h")], axis=1),
             helper.make_node("Split", [n("gh"), "split_gates"], [n("gh_zr"), n("gh_h")], axis=1),
             helper.make_node("Add", [n("gi_zr"), n("gh_zr")], [n("pre_zr")]),
             helper.make_node("Sigmoid", [n("pre_zr")], [n("zr")]),
@@ -62,15 +76,15 @@ def _step_body(hidden: int, prefix: str, directions: tuple[str, ...]):
             # h' = (1 - z) * cand + z * h = cand + z * (h - cand)
             helper.make_node("Sub", [n("h"), n("cand")], [n("h_minus")]),
             helper.make_node("Mul", [n("z"), n("h_minus")], [n("z_h")]),
-            helper.make_node("Add", [n("cand"), n("z_h")], [n("h_new")]),
-            # past the row's length (mask 0) the state stays and the output is zero
-            helper.make_node("Mul", [n("h_new"), n("mask")], [n("y")]),
-            helper.make_node("Sub", [n("h_new"), n("h")], [n("delta")]),
-            helper.make_node("Mul", [n("delta"), n("mask")], [n("masked_delta")]),
-            helper.make_node("Add", [n("h"), n("masked_delta")], [n("h_next")]),
+            helper.make_node("Add", [n("cand"), n("z_h")], [n("y")]),
         ]
+        if d == "bw":  # the backward direction meets a row's padding first: its state stays zero there
+            nodes.append(helper.make_node("Mul", [n("y"), "mask_bw"], [n("h_next")]))
+        else:  # past a row's end the forward state runs on; nothing reads those steps (module docstring)
+            nodes.append(helper.make_node("Identity", [n("y")], [n("h_next")]))
     inputs = [value(f"h_{d}", hidden) for d in directions]
-    inputs += [v for d in directions for v in (value(f"gi_{d}", 3 * hidden), value(f"mask_{d}", 1))]
+    inputs += [v for d in directions for v in (value(f"gi_zr_{d}", 2 * hidden), value(f"gi_h_{d}", hidden))]
+    inputs += [value("mask_bw", 1)] if "bw" in directions else []
     outputs = [value(f"h_next_{d}", hidden) for d in directions] + [value(f"y_{d}", hidden) for d in directions]
     return helper.make_graph(nodes, f"{prefix}_step", inputs, outputs)
 
@@ -90,9 +104,15 @@ def gru_to_scan(model):
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}
-    consumed = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
-    new_nodes, new_inits, replaced = [], [], 0
+    consumers: dict[str, list] = {}
     for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    consumed = set(consumers) | {out.name for out in graph.output}
+    new_nodes, new_inits, replaced, dropped = [], [], 0, set()
+    for node in graph.node:
+        if node.output and node.output[0] in dropped:  # a Transpose the rewrite made unnecessary
+            continue
         if node.op_type != "GRU":
             new_nodes.append(node)
             continue
@@ -122,8 +142,10 @@ def gru_to_scan(model):
         hidden = weight_hh.shape[-1]
         for i, d in enumerate(directions):
             for name, array in (
-                (f"{prefix}_WT_{d}", weight_ih[i].T),
-                (f"{prefix}_Wb_{d}", bias[i, : 3 * hidden]),
+                (f"{prefix}_WT_zr_{d}", weight_ih[i, : 2 * hidden].T),
+                (f"{prefix}_WT_h_{d}", weight_ih[i, 2 * hidden :].T),
+                (f"{prefix}_Wb_zr_{d}", bias[i, : 2 * hidden]),
+                (f"{prefix}_Wb_h_{d}", bias[i, 2 * hidden : 3 * hidden]),
                 (f"{prefix}_RT_{d}", weight_hh[i].T),
                 (f"{prefix}_Rb_{d}", bias[i, 3 * hidden :]),
             ):
@@ -152,25 +174,37 @@ def gru_to_scan(model):
             ),
         ]
         for d in directions:
-            new_nodes += [
-                helper.make_node("MatMul", [x, f"{prefix}_WT_{d}"], [t(f"gi_raw_{d}")]),
-                helper.make_node("Add", [t(f"gi_raw_{d}"), f"{prefix}_Wb_{d}"], [t(f"gi_{d}")]),
-            ]
+            for g in ("zr", "h"):
+                new_nodes += [
+                    helper.make_node("MatMul", [x, f"{prefix}_WT_{g}_{d}"], [t(f"gi_raw_{g}_{d}")]),
+                    helper.make_node("Add", [t(f"gi_raw_{g}_{d}"), f"{prefix}_Wb_{g}_{d}"], [t(f"gi_{g}_{d}")]),
+                ]
+        merged = _merged_output(node.output[0], consumers, initializers, producers, graph)
+        if merged is not None:
+            dropped.add(merged)
+        outputs = [merged] if merged is not None and len(directions) == 1 else [t(f"y_{d}") for d in directions]
         # the forward direction scans forwards, the backward one backwards (inputs and outputs alike)
-        new_nodes += [
+        new_nodes.append(
             helper.make_node(
                 "Scan",
-                [t("h0")] * len(directions) + [v for d in directions for v in (t(f"gi_{d}"), t("mask"))],
-                [t(f"hT_{d}") for d in directions] + [t(f"y_{d}") for d in directions],
+                [t("h0")] * len(directions)
+                + [t(f"gi_{g}_{d}") for d in directions for g in ("zr", "h")]
+                + ([t("mask")] if "bw" in directions else []),
+                [t(f"hT_{d}") for d in directions] + outputs,
                 body=_step_body(hidden, prefix, directions),
-                num_scan_inputs=2 * len(directions),
-                scan_input_directions=[int(d == "bw") for d in directions for _ in range(2)],
+                num_scan_inputs=2 * len(directions) + ("bw" in directions),
+                scan_input_directions=[int(d == "bw") for d in directions for _ in range(2)]
+                + [1] * ("bw" in directions),
                 scan_output_directions=[int(d == "bw") for d in directions],
-            ),
-            *[helper.make_node("Unsqueeze", [t(f"y_{d}"), t("one")], [t(f"y4_{d}")]) for d in directions],
-            # the GRU op's output layout: (time, directions, batch, H)
-            helper.make_node("Concat", [t(f"y4_{d}") for d in directions], [node.output[0]], axis=1),
-        ]
+            )
+        )
+        if merged is None:  # the GRU op's output layout: (time, directions, batch, H)
+            new_nodes += [
+                *[helper.make_node("Unsqueeze", [t(f"y_{d}"), t("one")], [t(f"y4_{d}")]) for d in directions],
+                helper.make_node("Concat", [t(f"y4_{d}") for d in directions], [node.output[0]], axis=1),
+            ]
+        elif len(directions) > 1:  # (time, batch, directions * H), what the dropped Transpose + Reshape gave
+            new_nodes.append(helper.make_node("Concat", [t(f"y_{d}") for d in directions], [merged], axis=2))
         for name, array in (
             ("zero", np.array([0])),
             ("one", np.array([1])),
@@ -193,6 +227,29 @@ def gru_to_scan(model):
     graph.initializer.extend(keep)
     onnx.checker.check_model(model)
     return model
+
+
+def _merged_output(output: str, consumers: dict, initializers: dict, producers: dict, graph) -> str | None:
+    """The output of the `Transpose` that alone reads the GRU output `output`, if that `Transpose` swaps the
+    directions and batch axes and only feeds `Reshape`s to (time, batch, -1): the rewrite then writes that name in
+    (time, batch, directions * H) layout, and the `Transpose` goes. Else None (the GRU op's layout is kept)."""
+    readers = consumers.get(output, [])
+    if len(readers) != 1 or output in {out.name for out in graph.output}:
+        return None
+    transpose = readers[0]
+    if transpose.op_type != "Transpose" or list(_attribute(transpose, "perm", [])) != [0, 2, 1, 3]:
+        return None
+    merged = transpose.output[0]
+    after = consumers.get(merged, [])
+    if not after or merged in {out.name for out in graph.output}:
+        return None
+    for reshape in after:
+        if reshape.op_type != "Reshape" or reshape.input[0] != merged or _attribute(reshape, "allowzero", 0):
+            return None
+        shape = _constant(reshape.input[1], initializers, producers)
+        if shape is None or shape.tolist() != [0, 0, -1]:
+            return None
+    return merged
 
 
 def _constant(name: str, initializers: dict, producers: dict) -> np.ndarray | None:
