@@ -448,6 +448,70 @@ def test_sorting_by_length_keeps_input_order_and_logits(backend, trained, tokeni
     assert classifier.predict([]).shape == (0, 2)
 
 
+def _brute_force_buckets(lengths, call_cost, step_cost):
+    """Cheapest split of `lengths` into consecutive parts by trying every set of cut points."""
+    import itertools
+
+    n, best = len(lengths), None
+    for k in range(n):
+        for cuts in itertools.combinations(range(1, n), k):
+            bounds = [0, *cuts, n]
+            parts = list(zip(bounds, bounds[1:]))
+            cost = sum(call_cost + max(lengths[b - 1], 1) * (b - a + step_cost) for a, b in parts)
+            if best is None or cost < best[0] - 1e-9:
+                best = (cost, parts)
+    return best
+
+
+def test_length_buckets_finds_the_cheapest_split():
+    from textgru.inference import length_buckets
+
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = sorted(rng.choice([0, 1, 2, 5, 9, 20, 40, 80]) for _ in range(rng.randint(1, 8)))
+        call_cost, step_cost = rng.choice([0.0, 3.0, 20.0, 200.0]), rng.choice([0.0, 1.0, 4.0])
+        parts = length_buckets(lengths, call_cost, step_cost)
+        assert [a for a, _ in parts] == [0] + [b for _, b in parts[:-1]] and parts[-1][1] == len(lengths)
+        cost = sum(call_cost + max(lengths[b - 1], 1) * (b - a + step_cost) for a, b in parts)
+        assert cost == pytest.approx(_brute_force_buckets(lengths, call_cost, step_cost)[0])
+        # texts of equal length always run together
+        assert all(lengths[b - 1] != lengths[b] for _, b in parts[:-1])
+    assert length_buckets([], 20, 4) == []
+    assert length_buckets([7] * 64, 0, 0) == [(0, 64)]
+    with pytest.raises(ValueError, match="ascending"):
+        length_buckets([5, 3], 20, 4)
+
+
+def test_predict_runs_spread_batches_as_length_buckets(trained, tokenizer, test_texts, tmp_path):
+    """With sort_by_length, a batch of very short and very long texts runs as separate forward passes where the
+    backend's cost model says so; logits and input order are unchanged. Without it, every pass is batch_size texts
+    in input order, and bucket_costs=None runs whole batches."""
+    pytest.importorskip("onnxruntime")
+    export_onnx(trained, tokenizer, tmp_path / "onnx")
+    classifier = OnnxTextClassifier(tmp_path / "onnx")
+    assert classifier.bucket_costs is not None  # on by default for ONNX
+    short = [" ".join(["good"] * 2)] * 20
+    long = [" ".join(["dull", "plot"] * 40)] * 20
+    texts = [t for pair in zip(short, long) for t in pair]
+    calls = []
+    run = classifier._logits
+    classifier._logits = lambda ids, mask: calls.append(ids.shape) or run(ids, mask)
+    bucketed = classifier.predict(texts, batch_size=64)
+    widths = [len(classifier.backend.encode(t).ids) for t in (short[0], long[0])]
+    assert sorted(calls) == [(20, widths[0]), (20, widths[1])]
+    calls.clear()
+    whole = classifier.predict(texts, batch_size=64, sort_by_length=False)
+    assert len(calls) == 1 and calls[0][0] == 40
+    calls.clear()
+    classifier.bucket_costs = None
+    sorted_whole = classifier.predict(texts, batch_size=64)
+    assert len(calls) == 1
+    np.testing.assert_allclose(bucketed, whole, atol=1e-5)
+    np.testing.assert_allclose(sorted_whole, whole, atol=1e-5)
+    assert bucketed[0].tolist() != bucketed[1].tolist()  # rows stayed where their texts were
+    np.testing.assert_allclose(bucketed[::2], np.repeat(bucketed[:1], 20, axis=0), atol=1e-5)
+
+
 def test_onnx_encoder_export_outputs_states_and_pooled(trained, tokenizer, tmp_path):
     pytest.importorskip("onnxruntime")
     export_onnx(trained.textgru, tokenizer, tmp_path / "encoder")

@@ -85,13 +85,65 @@ def _pad(encodings: Sequence, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
+def length_buckets(lengths: Sequence[int], call_cost: float, step_cost: float) -> list[tuple[int, int]]:
+    """Split a batch of texts, sorted by token length, into consecutive runs that are cheapest to run separately.
+
+    Cost model of one forward pass over `n` rows padded to `width` tokens, in units of one row's time step:
+    `call_cost + width * (n + step_cost)`. `step_cost` is what a time step costs whatever the batch (the per-step
+    work of a recurrent layer that does not grow with the rows), `call_cost` what a call costs whatever its size.
+    Splitting a batch pays `call_cost` and `width * step_cost` again per part and saves the padding of the short
+    rows to the long ones' width. Exact minimum by dynamic programming over the distinct lengths.
+
+    Args:
+        lengths: Token lengths in ascending order.
+        call_cost: Cost of a forward pass beyond its time steps, in row time steps.
+        step_cost: Cost of a time step beyond its rows, in rows.
+
+    Returns:
+        `(start, stop)` index ranges covering `lengths` in order.
+
+    >>> length_buckets([3, 4, 4, 30, 31], call_cost=10, step_cost=2)
+    [(0, 3), (3, 5)]
+    >>> length_buckets([3, 4, 4, 30, 31], call_cost=1000, step_cost=2)
+    [(0, 5)]
+    """
+    n = len(lengths)
+    if n == 0:
+        return []
+    if any(b < a for a, b in zip(lengths, lengths[1:])):
+        raise ValueError("length_buckets expects lengths in ascending order.")
+    widths = np.maximum(np.asarray(lengths, dtype=np.float64), 1.0)  # an empty text still runs one step
+    # a part may end only where the length changes (or at the end): equal lengths never gain from a split
+    ends = [j for j in range(1, n + 1) if j == n or widths[j] != widths[j - 1]]
+    best = {0: 0.0}
+    starts = [0]
+    cut = {}
+    for j in ends:
+        begin = np.array(starts)
+        costs = np.array([best[i] for i in starts]) + call_cost + widths[j - 1] * (j - begin + step_cost)
+        k = int(costs.argmin())
+        best[j], cut[j] = float(costs[k]), starts[k]
+        starts.append(j)
+    parts, j = [], n
+    while j > 0:
+        parts.append((cut[j], j))
+        j = cut[j]
+    return parts[::-1]
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
 class _Classifier:
-    """Shared batching and post-processing; subclasses provide `_logits(ids, mask)`."""
+    """Shared batching and post-processing; subclasses provide `_logits(ids, mask)`.
+
+    `bucket_costs`: `(call_cost, step_cost)` of `length_buckets` for this backend (measured by
+    `benchmarks/length_buckets.py`), or None to run every batch whole.
+    """
+
+    bucket_costs: tuple[float, float] | None = None
 
     def __init__(
         self, backend: Tokenizer, config: dict, max_length: int | None, batch_size: int, sort_by_length: bool
@@ -123,6 +175,9 @@ class _Classifier:
                 constructor's choice, on). Batches of similar lengths carry little padding, which every backend
                 otherwise computes or at least sorts and packs; the logits are the same either way (up to float
                 rounding; an int8 model's activation scales depend on the batch, so its logits move slightly).
+                With it on, a batch whose lengths still spread widely may also run as a few consecutive parts of
+                similar lengths, where the backend's cost model (`bucket_costs`, `length_buckets`) says that is
+                cheaper; with it off, every forward pass is exactly `batch_size` texts in input order.
         """
         if isinstance(texts, str):
             raise TypeError("predict expects a list of texts; wrap a single text in a list.")
@@ -132,12 +187,17 @@ class _Classifier:
         if not encodings:
             return np.zeros((0, max(len(self.id2label), 1)), dtype=np.float32)
         order = np.arange(len(encodings))
+        lengths = [len(e.ids) for e in encodings]
         if sort_by_length:
-            order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        chunks = [
-            self._logits(*_pad([encodings[j] for j in order[i : i + batch_size]], self.pad_id))
-            for i in range(0, len(encodings), batch_size)
-        ]
+            order = np.argsort(lengths, kind="stable")
+        chunks = []
+        for i in range(0, len(encodings), batch_size):
+            rows = order[i : i + batch_size]
+            parts = [(0, len(rows))]
+            if sort_by_length and self.bucket_costs is not None:
+                parts = length_buckets([lengths[j] for j in rows], *self.bucket_costs)
+            for start, stop in parts:
+                chunks.append(self._logits(*_pad([encodings[j] for j in rows[start:stop]], self.pad_id)))
         logits = np.concatenate(chunks).astype(np.float32, copy=False)
         if sort_by_length:
             restored = np.empty_like(logits)
@@ -193,6 +253,11 @@ class TextClassifier(_Classifier):
     so small batches do not re-stack the GRU weights on every call.
     """
 
+    # Whole batches: eager PyTorch already packs a ragged batch (`packed_min_fill`), and its calls cost ~1.6-2 ms
+    # each; splitting measured no gain (benchmarks/length_buckets.py: 0.80-1.17x). Set a (call_cost, step_cost)
+    # pair to try it.
+    bucket_costs = None
+
     def __init__(
         self, model, tokenizer, max_length: int | None = None, batch_size: int = 32, sort_by_length: bool = True
     ):
@@ -224,6 +289,8 @@ class OnnxTextClassifier(_Classifier):
         sort_by_length: Default for `predict`: batch texts in order of token length (less padding), results
             returned in input order.
     """
+
+    bucket_costs = (20.0, 4.0)  # benchmarks/length_buckets.py (fp32 and int8 ONNX): call ~0.2 ms, step ~1-5 rows
 
     def __init__(
         self,
