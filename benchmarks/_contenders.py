@@ -100,6 +100,9 @@ def _textgru_fp32(ctx: Context):
 
 
 _TEXTGRU_IMPORTS = ("torch", "transformers", "textgru.inference", "textgru.export")
+# textgru's predictors split a call into batches of `batch_size` texts (default 32); the harness's calls are its
+# batches, so the predictors get a batch size no call reaches
+ONE_BATCH = 1 << 20
 
 
 class TextGRUEager:
@@ -116,7 +119,8 @@ class TextGRUEager:
     def load(folder: Path, threads: int, max_tokens: int):
         from textgru.inference import load_classifier
 
-        return load_classifier(folder, max_length=max_tokens)
+        # one call's texts are one batch (as for every other contender), run as textgru's predictor runs a batch
+        return load_classifier(folder, max_length=max_tokens, batch_size=ONE_BATCH)
 
 
 class TextGRUInt8:
@@ -148,7 +152,7 @@ class TextGRUOnnx:
     def load(folder: Path, threads: int, max_tokens: int):
         from textgru.inference import OnnxTextClassifier
 
-        return OnnxTextClassifier(folder, intra_op_num_threads=threads, max_length=max_tokens)
+        return OnnxTextClassifier(folder, intra_op_num_threads=threads, max_length=max_tokens, batch_size=ONE_BATCH)
 
 
 class TextGRUOnnxInt8:

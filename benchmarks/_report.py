@@ -43,7 +43,8 @@ def markdown(report: dict) -> str:
             for name, info in data["inputs"].items()
         )
         + f"; documents truncated at {data['max_tokens']} tokens for every model",
-        f"- {args['repeats']} interleaved repeats (medians shown); quick mode: {args['quick']}; "
+        f"- {args['repeats']} interleaved repeats (medians shown); each batched-throughput figure of a repeat is the "
+        f"median pass over at least {args.get('min_seconds') or 0:g} s; quick mode: {args['quick']}; "
         f"total {meta['seconds_total']:.0f} s",
         "",
         "## Inference",

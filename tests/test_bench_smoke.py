@@ -233,3 +233,59 @@ def test_stepwise_crossover_reports_every_configuration(tmp_path, mode):
         assert all(0 < r["fill"] <= 1 for r in results)
     saved = json.loads(out.read_text())
     assert saved["results"] == results and saved["meta"]["mode"] == mode
+
+
+def test_batched_throughput_is_the_median_pass(speed):
+    """time_batched repeats passes for min_seconds and keeps the median: one slow pass (a hiccup of a shared machine)
+    does not decide the figure; min_seconds=0 is a single pass."""
+    import time
+
+    class Predictor:
+        def __init__(self):
+            self.calls = 0
+
+        def predict(self, texts):
+            self.calls += 1
+            time.sleep(0.2 if self.calls <= 2 else 0.002)  # the first pass (2 calls of 2 texts) is slow
+
+    slow_first = Predictor()
+    steady = speed.time_batched(slow_first, ["a"] * 4, batch_size=2, min_seconds=0.5)
+    assert slow_first.calls > 6  # several passes
+    assert steady > 400  # ~4 texts / 4 ms, not 4 texts / 0.4 s
+    single = Predictor()
+    assert speed.time_batched(single, ["a"] * 4, batch_size=2) < 20 and single.calls == 2
+
+
+def test_textgru_contenders_run_a_call_as_one_batch(speed, tmp_path):
+    """The harness's calls are its batches: textgru's predictors must not cut a call of 64 texts into their default
+    batches of 32 (the batch-64 figures would then be batch-32 ones)."""
+    import _contenders
+
+    assert _contenders.ONE_BATCH >= 4096
+    ctx = _contenders.Context(work_dir=tmp_path, fit_texts=["good film", "bad plot"] * 50, fit_labels=[1, 0] * 50)
+    from textgru.tokenization import train_tokenizer
+
+    train_tokenizer(ctx.fit_texts, vocab_size=600, show_progress=False).save_pretrained(tmp_path / "tokenizer")
+    folder = tmp_path / "textgru"
+    _contenders.build_contender("textgru", ctx, folder)
+    predictor = _contenders.load_contender("textgru", folder, threads=1, max_tokens=64)
+    assert predictor.batch_size == _contenders.ONE_BATCH
+
+
+def test_length_buckets_script_fits_and_checks_every_backend(tmp_path):
+    """benchmarks/length_buckets.py --quick: a cost fit and a buckets on/off check per backend (no timing claims)."""
+    pytest.importorskip("onnxruntime")
+    spec = importlib.util.spec_from_file_location("textgru_length_buckets", BENCHMARKS / "length_buckets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "buckets.json"
+    report = module.main(["--quick", "--data-dir", str(SHARED_DATA), "--json", str(out)])
+    assert set(report["backends"]) == {"textgru", "textgru-onnx", "textgru-onnx-int8"}
+    for entry in report["backends"].values():
+        fit = entry["fit"]
+        assert fit["b_us"] > 0 and fit["call_cost"] >= 0 and fit["step_cost"] >= 0
+        assert len(fit["samples"]) == 3 * 2  # --quick: 3 batch sizes x 2 widths
+        for order in ("input order", "length-sorted"):
+            check = entry["check"][order]
+            assert check["buckets_on_texts_per_s"] > 0 and check["buckets_off_texts_per_s"] > 0
+    assert json.loads(out.read_text())["texts"] == report["texts"]
