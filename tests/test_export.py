@@ -573,6 +573,19 @@ def test_encode_texts_right_pads(tokenizer):
     assert (ids[mask == 0] == 0).all()
 
 
+def test_predictors_tokenise_as_the_tokenizer_does(tokenizer, test_texts):
+    """predict tokenises without offsets (encode_batch_fast where tokenizers has it): same ids as the tokenizer,
+    truncation included, for texts with markup, odd whitespace and non-ASCII characters."""
+    backend = fast_backend(tokenizer)
+    backend.enable_truncation(12)
+    texts = test_texts[0][:20] + ["", "  good<br />film\t\n", "Café — naïve ☺ " * 10]
+    ids, mask = encode_texts(backend, texts, pad_id=0)
+    for row, text in enumerate(texts):
+        expected = tokenizer(text, truncation=True, max_length=12)["input_ids"]
+        assert ids[row, : mask[row].sum()].tolist() == expected
+    assert mask.sum(1).max() == 12
+
+
 @pytest.mark.parametrize("fmt", ["int8", "onnx", "onnx-int8"])
 def test_cli_export_end_to_end(fmt, model_dir, trained, tokenizer, test_texts, tmp_path, capsys):
     if fmt.startswith("onnx"):
