@@ -24,6 +24,34 @@ def synthetic_split(n: int, words_range: tuple[int, int], seed: int) -> tuple[li
     return texts, labels
 
 
+def sst2_sentences(data_dir, n_texts: int, seed: int) -> tuple[list[str], list[str], str]:
+    """(tokenizer corpus, timed sentences, source): the SST-2 train sentences and a seeded sample of `n_texts` test
+    sentences from `data_dir/sst2`; generated texts where that folder is absent (the source says so)."""
+    test = data_dir / "sst2" / "test.parquet"
+    if test.is_file():
+        import pandas as pd
+
+        train = pd.read_parquet(data_dir / "sst2" / "train.parquet", columns=["text"]).text.tolist()
+        sentences = pd.read_parquet(test, columns=["text"]).text
+        timed = sentences.sample(n=min(n_texts, len(sentences)), random_state=seed).tolist()
+        return train, timed, str(data_dir / "sst2")
+    texts, _ = synthetic_split(2000, (5, 40), seed)
+    return texts, texts[:n_texts], "generated texts (no ../shared/data)"
+
+
+def default_textgru_on_sst2(data_dir, n_texts: int, seed: int, quick: bool):
+    """(model, tokenizer, timed sentences, source): a default-size `TextGRUForSequenceClassification` (random
+    weights, eval mode; seeded by the caller) with a WordPiece tokenizer trained on the SST-2 train sentences
+    (vocab 16,000; 2,000 when `quick`), and `n_texts` SST-2 test sentences (`sst2_sentences`)."""
+    from textgru import TextGRUConfig, TextGRUForSequenceClassification
+    from textgru.tokenization import train_tokenizer
+
+    corpus, timed, source = sst2_sentences(data_dir, n_texts, seed)
+    tokenizer = train_tokenizer(corpus, vocab_size=2000 if quick else 16000, show_progress=False)
+    config = TextGRUConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_labels=2)
+    return TextGRUForSequenceClassification(config).eval(), tokenizer, timed, source
+
+
 def load_data(args: argparse.Namespace) -> dict:
     """SST-2 and IMDB train/test texts and labels (or synthetic ones when the data folder is absent)."""
     n_fit_sst, n_fit_imdb, _ = FIT_SIZES[args.quick]

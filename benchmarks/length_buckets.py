@@ -37,6 +37,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _data import default_textgru_on_sst2  # noqa: E402  (benchmarks/ is on the path from here on)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,22 +52,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--quick", action="store_true", help="small model inputs and slices, 1 repeat (smoke test)")
     return p.parse_args(argv)
-
-
-def load_texts(args) -> tuple[list[str], list[str], str]:
-    """(tokenizer corpus, timed sentences, source). Generated texts where the data folder is absent."""
-    test = args.data_dir / "sst2" / "test.parquet"
-    if test.is_file():
-        import pandas as pd
-
-        train = pd.read_parquet(args.data_dir / "sst2" / "train.parquet", columns=["text"]).text.tolist()
-        sentences = pd.read_parquet(test, columns=["text"]).text
-        timed = sentences.sample(n=min(args.n_texts, len(sentences)), random_state=args.seed).tolist()
-        return train, timed, str(args.data_dir / "sst2")
-    from _data import synthetic_split
-
-    texts, _ = synthetic_split(2000, (5, 40), args.seed)
-    return texts, texts[: args.n_texts], "generated texts (no ../shared/data)"
 
 
 def fit_costs(classifier, vocab_size: int, rows: list[int], widths: list[int], repeats: int) -> dict:
@@ -134,14 +119,10 @@ def main(argv=None) -> dict:
         args.rows, args.widths, args.n_texts, args.repeats = [1, 4, 16], [4, 8], 64, 1
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    from textgru import TextGRUConfig, TextGRUForSequenceClassification
     from textgru.inference import OnnxTextClassifier, TextClassifier
-    from textgru.tokenization import train_tokenizer
 
-    corpus, timed, source = load_texts(args)
-    tokenizer = train_tokenizer(corpus, vocab_size=2000 if args.quick else 16000, show_progress=False)
-    config = TextGRUConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_labels=2)
-    model = TextGRUForSequenceClassification(config).eval()
+    model, tokenizer, timed, source = default_textgru_on_sst2(args.data_dir, args.n_texts, args.seed, args.quick)
+    config = model.config
     classifiers = {"textgru": TextClassifier(model, tokenizer)}
     with tempfile.TemporaryDirectory() as tmp:
         try:

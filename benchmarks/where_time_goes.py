@@ -31,7 +31,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_rnn_paths import median_time  # noqa: E402  (benchmarks/ is on the path from here on)
+from _data import default_textgru_on_sst2  # noqa: E402  (benchmarks/ is on the path from here on)
+from bench_rnn_paths import median_time  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,21 +45,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--quick", action="store_true", help="small slice, 1 repeat (smoke test)")
     return p.parse_args(argv)
-
-
-def load_texts(args) -> tuple[list[str], list[str], str]:
-    """(tokenizer corpus, timed sentences, source). Generated texts where the data folder is absent."""
-    test = args.data_dir / "sst2" / "test.parquet"
-    if test.is_file():
-        import pandas as pd
-
-        train = pd.read_parquet(args.data_dir / "sst2" / "train.parquet", columns=["text"]).text.tolist()
-        timed = pd.read_parquet(test, columns=["text"]).text.sample(n=args.n_texts, random_state=args.seed).tolist()
-        return train, timed, str(args.data_dir / "sst2")
-    from _data import synthetic_split
-
-    texts, _ = synthetic_split(2000, (5, 40), args.seed)
-    return texts, texts[: args.n_texts], "generated texts (no ../shared/data)"
 
 
 def gru_matmul_flops(config, tokens: int) -> float:
@@ -152,17 +138,13 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
     from _training import matmul_peak_gflops
 
-    from textgru import TextGRUConfig, TextGRUForSequenceClassification
     from textgru.export import export_onnx, onnx_session
     from textgru.inference import _encode as encode
     from textgru.inference import _pad as pad_encodings
     from textgru.inference import fast_backend
-    from textgru.tokenization import train_tokenizer
 
-    corpus, timed, source = load_texts(args)
-    tokenizer = train_tokenizer(corpus, vocab_size=2000 if args.quick else 16000, show_progress=False)
-    config = TextGRUConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_labels=2)
-    model = TextGRUForSequenceClassification(config).eval()
+    model, tokenizer, timed, source = default_textgru_on_sst2(args.data_dir, args.n_texts, args.seed, args.quick)
+    config = model.config
     # part 1 splits nn.GRU's kernels, the path of batches above `stepwise_inference_max_batch` (also in --quick)
     model.textgru.stepwise_inference_max_batch = 0
     backend = fast_backend(tokenizer)
