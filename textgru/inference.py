@@ -6,8 +6,9 @@ torch and transformers lazily, though `import textgru` itself still loads them).
 `tokenizers` backend directly (right padding, to the longest text of each batch) and expose the same two calls:
 
 - `predict(texts, batch_size)` -> logits, a float32 array (n_texts, num_labels), in input order. By default the
-  texts are grouped into batches by token length (`sort_by_length=True`), which cuts padding for every backend;
-  the results are put back in input order;
+  texts are grouped into batches by token length (`sort_by_length=True`), which cuts padding for every backend,
+  and the ONNX predictor runs a batch whose lengths still spread widely as a few length buckets
+  (`length_buckets`); the results are put back in input order;
 - `classify(texts, batch_size)` (also `__call__`) -> one dict per text: `{"label", "score"}` for single-label
   models, `{"labels", "scores"}` for multi-label ones, `{"score"}` for regression.
 
@@ -356,4 +357,4 @@ def _load_tokenizer(folder: Path):
     return AutoTokenizer.from_pretrained(folder)
 
 
-__all__ = ["TextClassifier", "OnnxTextClassifier", "load_classifier", "encode_texts", "fast_backend"]
+__all__ = ["TextClassifier", "OnnxTextClassifier", "load_classifier", "encode_texts", "fast_backend", "length_buckets"]
