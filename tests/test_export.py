@@ -480,6 +480,9 @@ def test_length_buckets_finds_the_cheapest_split():
     assert length_buckets([7] * 64, 0, 0) == [(0, 64)]
     with pytest.raises(ValueError, match="ascending"):
         length_buckets([5, 3], 20, 4)
+    for costs in ((-1, 4), (20, float("nan"))):
+        with pytest.raises(ValueError, match="costs >= 0"):
+            length_buckets([3, 5], *costs)
 
 
 def test_predict_runs_spread_batches_as_length_buckets(trained, tokenizer, test_texts, tmp_path):

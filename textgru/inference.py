@@ -116,6 +116,8 @@ def length_buckets(lengths: Sequence[int], call_cost: float, step_cost: float) -
     >>> length_buckets([3, 4, 4, 30, 31], call_cost=1000, step_cost=2)
     [(0, 5)]
     """
+    if not (call_cost >= 0 and step_cost >= 0):  # also rejects NaN
+        raise ValueError(f"length_buckets needs costs >= 0, got call_cost={call_cost}, step_cost={step_cost}.")
     n = len(lengths)
     if n == 0:
         return []
