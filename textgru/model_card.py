@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from .configuration_textgru import TextGRUConfig
+from .evaluation import PROBLEM_TYPES
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 CARD_TAGS = ["textgru", "text-classification", "custom_code", "gru"]
 
-_PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 # Trainer's bookkeeping numbers: not model quality, left out of the evaluation table.
 _BOOKKEEPING = ("runtime", "epoch", "step", "total_flos", "model_preparation_time", "jit_compilation_time")
 # Our metric names -> (Hub metric id, display name, metric args) for the model-index.
@@ -374,8 +374,8 @@ def write_model_card(
     Returns:
         The path of the written `README.md`.
     """
-    if problem_type not in _PROBLEM_TYPES:
-        raise ValueError(f"Unknown problem_type {problem_type!r}; use one of {list(_PROBLEM_TYPES)}.")
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"Unknown problem_type {problem_type!r}; use one of {list(PROBLEM_TYPES)}.")
     if not label_names:
         raise ValueError("label_names is empty; pass the class names in id order (`config.id2label`).")
     if not model_name or not model_name.strip():
