@@ -5,12 +5,13 @@ onnxruntime's dynamic quantisation has no int8 `GRU` kernel: it leaves the `GRU`
 legacy exporter writes them for TextGRU's packed path: `linear_before_reset=1`, `sequence_lens`, zero initial
 state) by the same computation spelled out in plain ops:
 
-- the input projections of every time step, for each direction, as two `MatMul`s over the whole sequence (one for
-  the update and reset gates, one for the candidate), so that the step needs no `Split` of them;
-- one `Scan` over time whose body runs a step of each direction: a `MatMul` of the state with the recurrent
-  weights, then the gates (`Sigmoid`, `Tanh`, `Mul`, `Add`): 13 nodes a step and direction. The forward direction
-  scans forwards, the backward one backwards, its state multiplied by the step's mask, so that it stays zero over
-  a row's padding and each row's backward pass starts at its own last token (`sequence_lens` semantics).
+- the input projections of every time step, for each direction, as one `MatMul` per gate over the whole sequence,
+  so that no step needs a `Split` (a copy) of them;
+- one `Scan` over time whose body runs a step of each direction: a `MatMul` per gate of the state with its recurrent
+  weights, then the gates (`Sigmoid`, `Tanh`, `Mul`, `Add`): 17 nodes a step and direction, no `Split` among them.
+  The forward direction scans forwards, the backward one backwards, its state multiplied by the step's mask, so that
+  it stays zero over a row's padding and each row's backward pass starts at its own last token (`sequence_lens`
+  semantics).
 
 At every step inside a row's length the outputs equal the `GRU` op's (fp32: same weights, same order of
 operations up to float rounding). **Past a row's length they are not the `GRU` op's zeros**: the forward
@@ -45,35 +46,33 @@ def _attribute(node, name: str, default=None):
 def _step_body(hidden: int, prefix: str, directions: tuple[str, ...]):
     """The `Scan` body: one time step of each direction. Weight names refer to the outer graph's initializers.
 
-    Inputs: the states `h_<d>`, then the scan inputs `gi_zr_<d>` and `gi_h_<d>` (input projections, biases added)
-    per direction, then `mask_bw` (batch, 1) when there is a backward direction. Outputs: the next states, then the
-    step outputs `y_<d>`.
+    Inputs: the states `h_<d>`, then the scan inputs `gi_z_<d>`, `gi_r_<d>`, `gi_h_<d>` (input projections per
+    gate, biases added) per direction, then `mask_bw` (batch, 1) when there is a backward direction. Outputs: the
+    next states, then the step outputs `y_<d>`. Each gate has its own recurrent `MatMul` (onnxruntime's quantiser
+    quantises the state once for the three) so that no step copies a `Split` of a gate tensor.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     def value(name: str, width):
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", width])
 
-    nodes = [
-        helper.make_node(
-            "Constant", [], ["split_gates"], value=numpy_helper.from_array(np.array([2 * hidden, hidden]))
-        ),
-        helper.make_node("Constant", [], ["split_zr"], value=numpy_helper.from_array(np.array([hidden, hidden]))),
-    ]
+    nodes = []
     for d in directions:
         n = lambda s, d=d: f"{s}_{d}"  # noqa: E731 - names local to one direction
+        # ONNX gate order z, r, h; linear_before_reset: h~ = tanh(Wx + r * (R h + Rb)); h' = cand + z * (h - cand)
+        for g in ("z", "r", "h"):
+            nodes += [
+                helper.make_node("MatMul", [n("h"), f"{prefix}_RT_{g}_{d}"], [n(f"g{g}_raw")]),
+                helper.make_node("Add", [n(f"g{g}_raw"), f"{prefix}_Rb_{g}_{d}"], [n(f"gh_{g}")]),
+            ]
         nodes += [
-            # ONNX gate order z, r, h; linear_before_reset: h~ = tanh(Wx + r * (R h + Rb))
-            helper.make_node("MatMul", [n("h"), f"{prefix}_RT_{d}"], [n("gh_raw")]),
-            helper.make_node("Add", [n("gh_raw"), f"{prefix}_Rb_{d}"], [n("gh")]),
-            helper.make_node("Split", [n("gh"), "split_gates"], [n("gh_zr"), n("gh_h")], axis=1),
-            helper.make_node("Add", [n("gi_zr"), n("gh_zr")], [n("pre_zr")]),
-            helper.make_node("Sigmoid", [n("pre_zr")], [n("zr")]),
-            helper.make_node("Split", [n("zr"), "split_zr"], [n("z"), n("r")], axis=1),
+            helper.make_node("Add", [n("gi_z"), n("gh_z")], [n("pre_z")]),
+            helper.make_node("Sigmoid", [n("pre_z")], [n("z")]),
+            helper.make_node("Add", [n("gi_r"), n("gh_r")], [n("pre_r")]),
+            helper.make_node("Sigmoid", [n("pre_r")], [n("r")]),
             helper.make_node("Mul", [n("r"), n("gh_h")], [n("r_gh")]),
             helper.make_node("Add", [n("gi_h"), n("r_gh")], [n("pre_h")]),
             helper.make_node("Tanh", [n("pre_h")], [n("cand")]),
-            # h' = (1 - z) * cand + z * h = cand + z * (h - cand)
             helper.make_node("Sub", [n("h"), n("cand")], [n("h_minus")]),
             helper.make_node("Mul", [n("z"), n("h_minus")], [n("z_h")]),
             helper.make_node("Add", [n("cand"), n("z_h")], [n("y")]),
@@ -83,7 +82,7 @@ def _step_body(hidden: int, prefix: str, directions: tuple[str, ...]):
         else:  # past a row's end the forward state runs on; nothing reads those steps (module docstring)
             nodes.append(helper.make_node("Identity", [n("y")], [n("h_next")]))
     inputs = [value(f"h_{d}", hidden) for d in directions]
-    inputs += [v for d in directions for v in (value(f"gi_zr_{d}", 2 * hidden), value(f"gi_h_{d}", hidden))]
+    inputs += [value(f"gi_{g}_{d}", hidden) for d in directions for g in ("z", "r", "h")]
     inputs += [value("mask_bw", 1)] if "bw" in directions else []
     outputs = [value(f"h_next_{d}", hidden) for d in directions] + [value(f"y_{d}", hidden) for d in directions]
     return helper.make_graph(nodes, f"{prefix}_step", inputs, outputs)
@@ -142,12 +141,16 @@ def gru_to_scan(model):
         hidden = weight_hh.shape[-1]
         for i, d in enumerate(directions):
             for name, array in (
-                (f"{prefix}_WT_zr_{d}", weight_ih[i, : 2 * hidden].T),
-                (f"{prefix}_WT_h_{d}", weight_ih[i, 2 * hidden :].T),
-                (f"{prefix}_Wb_zr_{d}", bias[i, : 2 * hidden]),
-                (f"{prefix}_Wb_h_{d}", bias[i, 2 * hidden : 3 * hidden]),
-                (f"{prefix}_RT_{d}", weight_hh[i].T),
-                (f"{prefix}_Rb_{d}", bias[i, 3 * hidden :]),
+                *[
+                    (f"{prefix}_WT_{g}_{d}", weight_ih[i, k * hidden : (k + 1) * hidden].T)
+                    for k, g in enumerate("zrh")
+                ],
+                *[(f"{prefix}_Wb_{g}_{d}", bias[i, k * hidden : (k + 1) * hidden]) for k, g in enumerate("zrh")],
+                *[
+                    (f"{prefix}_RT_{g}_{d}", weight_hh[i, k * hidden : (k + 1) * hidden].T)
+                    for k, g in enumerate("zrh")
+                ],
+                *[(f"{prefix}_Rb_{g}_{d}", bias[i, (3 + k) * hidden : (4 + k) * hidden]) for k, g in enumerate("zrh")],
             ):
                 new_inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
         t = lambda s, prefix=prefix: f"{prefix}_{s}"  # noqa: E731
@@ -174,7 +177,7 @@ def gru_to_scan(model):
             ),
         ]
         for d in directions:
-            for g in ("zr", "h"):
+            for g in ("z", "r", "h"):
                 new_nodes += [
                     helper.make_node("MatMul", [x, f"{prefix}_WT_{g}_{d}"], [t(f"gi_raw_{g}_{d}")]),
                     helper.make_node("Add", [t(f"gi_raw_{g}_{d}"), f"{prefix}_Wb_{g}_{d}"], [t(f"gi_{g}_{d}")]),
@@ -188,12 +191,12 @@ def gru_to_scan(model):
             helper.make_node(
                 "Scan",
                 [t("h0")] * len(directions)
-                + [t(f"gi_{g}_{d}") for d in directions for g in ("zr", "h")]
+                + [t(f"gi_{g}_{d}") for d in directions for g in ("z", "r", "h")]
                 + ([t("mask")] if "bw" in directions else []),
                 [t(f"hT_{d}") for d in directions] + outputs,
                 body=_step_body(hidden, prefix, directions),
-                num_scan_inputs=2 * len(directions) + ("bw" in directions),
-                scan_input_directions=[int(d == "bw") for d in directions for _ in range(2)]
+                num_scan_inputs=3 * len(directions) + ("bw" in directions),
+                scan_input_directions=[int(d == "bw") for d in directions for _ in range(3)]
                 + [1] * ("bw" in directions),
                 scan_output_directions=[int(d == "bw") for d in directions],
             )
