@@ -126,15 +126,14 @@ def length_buckets(lengths: Sequence[int], call_cost: float, step_cost: float) -
     widths = np.maximum(np.asarray(lengths, dtype=np.float64), 1.0)  # an empty text still runs one step
     # a part may end only where the length changes (or at the end): equal lengths never gain from a split
     ends = [j for j in range(1, n + 1) if j == n or widths[j] != widths[j - 1]]
-    best = {0: 0.0}
-    starts = [0]
-    cut = {}
+    starts, best = [0], [0.0]  # candidate part starts, and the cheapest cost of everything before each
+    cut = {}  # end -> start of the last part in the cheapest split up to that end
     for j in ends:
-        begin = np.array(starts)
-        costs = np.array([best[i] for i in starts]) + call_cost + widths[j - 1] * (j - begin + step_cost)
+        costs = np.array(best) + call_cost + widths[j - 1] * (j - np.array(starts) + step_cost)
         k = int(costs.argmin())
-        best[j], cut[j] = float(costs[k]), starts[k]
+        cut[j] = starts[k]
         starts.append(j)
+        best.append(float(costs[k]))
     parts, j = [], n
     while j > 0:
         parts.append((cut[j], j))

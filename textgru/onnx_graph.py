@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
+GATES = ("z", "r", "h")  # ONNX's gate order in W, R and B: update, reset, candidate
+
 
 def _attribute(node, name: str, default=None):
     from onnx import helper
@@ -60,7 +62,7 @@ def _step_body(hidden: int, prefix: str, directions: tuple[str, ...]):
     for d in directions:
         n = lambda s, d=d: f"{s}_{d}"  # noqa: E731 - names local to one direction
         # ONNX gate order z, r, h; linear_before_reset: h~ = tanh(Wx + r * (R h + Rb)); h' = cand + z * (h - cand)
-        for g in ("z", "r", "h"):
+        for g in GATES:
             nodes += [
                 helper.make_node("MatMul", [n("h"), f"{prefix}_RT_{g}_{d}"], [n(f"g{g}_raw")]),
                 helper.make_node("Add", [n(f"g{g}_raw"), f"{prefix}_Rb_{g}_{d}"], [n(f"gh_{g}")]),
@@ -82,7 +84,7 @@ def _step_body(hidden: int, prefix: str, directions: tuple[str, ...]):
         else:  # past a row's end the forward state runs on; nothing reads those steps (module docstring)
             nodes.append(helper.make_node("Identity", [n("y")], [n("h_next")]))
     inputs = [value(f"h_{d}", hidden) for d in directions]
-    inputs += [value(f"gi_{g}_{d}", hidden) for d in directions for g in ("z", "r", "h")]
+    inputs += [value(f"gi_{g}_{d}", hidden) for d in directions for g in GATES]
     inputs += [value("mask_bw", 1)] if "bw" in directions else []
     outputs = [value(f"h_next_{d}", hidden) for d in directions] + [value(f"y_{d}", hidden) for d in directions]
     return helper.make_graph(nodes, f"{prefix}_step", inputs, outputs)
@@ -140,32 +142,31 @@ def gru_to_scan(model):
         # input biases, then recurrent biases
         hidden = weight_hh.shape[-1]
         for i, d in enumerate(directions):
-            for name, array in (
-                *[
-                    (f"{prefix}_WT_{g}_{d}", weight_ih[i, k * hidden : (k + 1) * hidden].T)
-                    for k, g in enumerate("zrh")
-                ],
-                *[(f"{prefix}_Wb_{g}_{d}", bias[i, k * hidden : (k + 1) * hidden]) for k, g in enumerate("zrh")],
-                *[
-                    (f"{prefix}_RT_{g}_{d}", weight_hh[i, k * hidden : (k + 1) * hidden].T)
-                    for k, g in enumerate("zrh")
-                ],
-                *[(f"{prefix}_Rb_{g}_{d}", bias[i, (3 + k) * hidden : (4 + k) * hidden]) for k, g in enumerate("zrh")],
-            ):
-                new_inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+            for k, g in enumerate(GATES):
+                gate, recurrent = slice(k * hidden, (k + 1) * hidden), slice((3 + k) * hidden, (4 + k) * hidden)
+                for name, array in (
+                    (f"{prefix}_WT_{g}_{d}", weight_ih[i, gate].T),
+                    (f"{prefix}_Wb_{g}_{d}", bias[i, gate]),
+                    (f"{prefix}_RT_{g}_{d}", weight_hh[i, gate].T),
+                    (f"{prefix}_Rb_{g}_{d}", bias[i, recurrent]),
+                ):
+                    new_inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
         t = lambda s, prefix=prefix: f"{prefix}_{s}"  # noqa: E731
+        new_nodes.append(helper.make_node("Shape", [x], [t("x_shape")]))
+        if "bw" in directions:  # only the backward direction reads the mask (module docstring)
+            new_nodes += [
+                # mask (time, batch, 1): 1 where the step is inside the row's length
+                helper.make_node("Gather", [t("x_shape"), t("zero")], [t("steps")], axis=0),
+                helper.make_node("Squeeze", [t("steps"), t("zero")], [t("steps_scalar")]),
+                helper.make_node("Range", [t("zero_scalar"), t("steps_scalar"), t("one_scalar")], [t("positions")]),
+                helper.make_node("Unsqueeze", [t("positions"), t("one")], [t("positions_col")]),
+                helper.make_node("Cast", [seq_lens], [t("lengths")], to=onnx.TensorProto.INT64),
+                helper.make_node("Unsqueeze", [t("lengths"), t("zero")], [t("lengths_row")]),
+                helper.make_node("Less", [t("positions_col"), t("lengths_row")], [t("inside")]),
+                helper.make_node("Cast", [t("inside")], [t("mask_2d")], to=onnx.TensorProto.FLOAT),
+                helper.make_node("Unsqueeze", [t("mask_2d"), t("two")], [t("mask")]),
+            ]
         new_nodes += [
-            # mask (time, batch, 1): 1 where the step is inside the row's length
-            helper.make_node("Shape", [x], [t("x_shape")]),
-            helper.make_node("Gather", [t("x_shape"), t("zero")], [t("steps")], axis=0),
-            helper.make_node("Squeeze", [t("steps"), t("zero")], [t("steps_scalar")]),
-            helper.make_node("Range", [t("zero_scalar"), t("steps_scalar"), t("one_scalar")], [t("positions")]),
-            helper.make_node("Unsqueeze", [t("positions"), t("one")], [t("positions_col")]),
-            helper.make_node("Cast", [seq_lens], [t("lengths")], to=onnx.TensorProto.INT64),
-            helper.make_node("Unsqueeze", [t("lengths"), t("zero")], [t("lengths_row")]),
-            helper.make_node("Less", [t("positions_col"), t("lengths_row")], [t("inside")]),
-            helper.make_node("Cast", [t("inside")], [t("mask_2d")], to=onnx.TensorProto.FLOAT),
-            helper.make_node("Unsqueeze", [t("mask_2d"), t("two")], [t("mask")]),
             # zero initial state (batch, H)
             helper.make_node("Gather", [t("x_shape"), t("one")], [t("batch")], axis=0),
             helper.make_node("Concat", [t("batch"), t("hidden")], [t("state_shape")], axis=0),
@@ -177,7 +178,7 @@ def gru_to_scan(model):
             ),
         ]
         for d in directions:
-            for g in ("z", "r", "h"):
+            for g in GATES:
                 new_nodes += [
                     helper.make_node("MatMul", [x, f"{prefix}_WT_{g}_{d}"], [t(f"gi_raw_{g}_{d}")]),
                     helper.make_node("Add", [t(f"gi_raw_{g}_{d}"), f"{prefix}_Wb_{g}_{d}"], [t(f"gi_{g}_{d}")]),
@@ -191,13 +192,12 @@ def gru_to_scan(model):
             helper.make_node(
                 "Scan",
                 [t("h0")] * len(directions)
-                + [t(f"gi_{g}_{d}") for d in directions for g in ("z", "r", "h")]
+                + [t(f"gi_{g}_{d}") for d in directions for g in GATES]
                 + ([t("mask")] if "bw" in directions else []),
                 [t(f"hT_{d}") for d in directions] + outputs,
                 body=_step_body(hidden, prefix, directions),
-                num_scan_inputs=3 * len(directions) + ("bw" in directions),
-                scan_input_directions=[int(d == "bw") for d in directions for _ in range(3)]
-                + [1] * ("bw" in directions),
+                num_scan_inputs=len(GATES) * len(directions) + ("bw" in directions),
+                scan_input_directions=[int(d == "bw") for d in directions for _ in GATES] + [1] * ("bw" in directions),
                 scan_output_directions=[int(d == "bw") for d in directions],
             )
         )
@@ -236,15 +236,16 @@ def _merged_output(output: str, consumers: dict, initializers: dict, producers: 
     """The output of the `Transpose` that alone reads the GRU output `output`, if that `Transpose` swaps the
     directions and batch axes and only feeds `Reshape`s to (time, batch, -1): the rewrite then writes that name in
     (time, batch, directions * H) layout, and the `Transpose` goes. Else None (the GRU op's layout is kept)."""
+    graph_outputs = {out.name for out in graph.output}
     readers = consumers.get(output, [])
-    if len(readers) != 1 or output in {out.name for out in graph.output}:
+    if len(readers) != 1 or output in graph_outputs:
         return None
     transpose = readers[0]
     if transpose.op_type != "Transpose" or list(_attribute(transpose, "perm", [])) != [0, 2, 1, 3]:
         return None
     merged = transpose.output[0]
     after = consumers.get(merged, [])
-    if not after or merged in {out.name for out in graph.output}:
+    if not after or merged in graph_outputs:
         return None
     for reshape in after:
         if reshape.op_type != "Reshape" or reshape.input[0] != merged or _attribute(reshape, "allowzero", 0):
