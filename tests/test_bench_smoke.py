@@ -76,7 +76,7 @@ def test_training_comparison_fields(quick_report):
     for dataset in ("sst2", "imdb"):
         for model in ("textgru", "plain-bigru"):
             run = training[dataset][model]
-            assert run["steps"] == report["meta"]["args"]["train_steps"]
+            assert run["steps"] == report["meta"]["args"]["train_steps"][dataset]
             assert run["real_tokens"] <= run["padded_tokens"]
             assert run["real_tokens_per_s"] > 0 and run["gflops_per_s_executed"] > 0
             assert 0 <= run["fraction_of_matmul_peak"]
@@ -130,6 +130,34 @@ def test_training_repeats_are_interleaved_and_summarised(speed):
     # fresh batches per repeat (seed + repeat), not the same 8 examples three times
     assert len({r["real_tokens"] for r in result["textgru"]["repeats"]}) > 1
     assert result["optimizer"] == "AdamW (fused)"  # what Trainer uses by default with torch >= 2.8
+
+
+def test_grouped_training_batches_span_the_epoch(speed):
+    """TextGRU's timed batches are length-grouped like Trainer's, but drawn from across an epoch: the sampler puts an
+    epoch's longest batches first, and timing those alone would flatter its tokens/s."""
+    import statistics
+
+    import _training
+
+    rng = __import__("random").Random(0)
+    lengths = [rng.randrange(1, 60) for _ in range(3200)]  # two megabatches of 50 batches of 32
+    batches = _training.grouped_batches(lengths, 32, 20, seed=0)
+    assert len(batches) == 20 and all(len(b) == 32 for b in batches)
+    assert len({i for b in batches for i in b}) == 20 * 32  # one epoch: no text twice
+    # grouped: a batch's lengths are close (a random batch of 32 spans most of 1..59)
+    assert statistics.median(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) <= 5
+    # across the epoch: the mean length of the drawn batches is near the data's, not the longest batches'
+    drawn = statistics.mean(lengths[i] for b in batches for i in b)
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    order = list(LengthGroupedSampler(32, lengths=lengths, generator=torch.Generator().manual_seed(0)))
+    longest_first = statistics.mean(lengths[i] for i in order[: 20 * 32])
+    assert abs(drawn - statistics.mean(lengths)) < 5 < longest_first - statistics.mean(lengths)
+    # more steps than an epoch has batches: a second epoch is drawn from
+    assert len(_training.grouped_batches(lengths[:320], 32, 15, seed=1)) == 15
+    with pytest.raises(ValueError, match="no full batch"):
+        _training.grouped_batches([3] * 10, 32, 2, seed=0)
 
 
 def test_where_time_goes_reports_its_bounds(speed, tmp_path):
