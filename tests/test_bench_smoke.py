@@ -317,3 +317,22 @@ def test_length_buckets_script_fits_and_checks_every_backend(tmp_path):
             check = entry["check"][order]
             assert check["buckets_on_texts_per_s"] > 0 and check["buckets_off_texts_per_s"] > 0
     assert json.loads(out.read_text())["texts"] == report["texts"]
+
+
+def test_dropout_cost_script_measures_both_masks(tmp_path):
+    """benchmarks/dropout_cost.py --quick: both masks timed per layer and in training steps, the model's own mask
+    restored afterwards."""
+    spec = importlib.util.spec_from_file_location("textgru_benchmarks_dropout_cost", BENCHMARKS / "dropout_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from textgru.modeling_textgru import TextGRUDropout
+
+    forward = TextGRUDropout.forward
+    report = module.main(["--quick", "--data-dir", str(SHARED_DATA), "--json", str(tmp_path / "d.json")])
+    assert TextGRUDropout.forward is forward
+    assert json.loads((tmp_path / "d.json").read_text()) == report
+    for costs in report["layer_fwd_bwd_us"].values():
+        assert costs["nn.Dropout"] > 0 and costs["TextGRUDropout"] > 0
+    training = report["training"]
+    assert len(training["ratio_repeats"]) == training["repeats"] == 2
+    assert all(v > 0 for v in training["real_tokens_per_s"].values())

@@ -697,6 +697,39 @@ def test_dropout_is_active_in_train_mode_only():
     assert not torch.allclose(model(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
 
 
+def test_dropout_mask_keeps_each_element_with_probability_1_minus_p():
+    """TextGRUDropout's CPU mask (16-bit lanes of 64-bit draws): every lane kept with probability 1 - p and
+    independently of its neighbours, kept values scaled by 1 / (1 - p), the gradient the same mask."""
+    from textgru.modeling_textgru import TextGRUDropout
+
+    p = 0.1
+    dropout = TextGRUDropout(p).train()
+    torch.manual_seed(0)
+    x = torch.rand(250, 4001) + 0.5  # an odd element count: not a whole number of 64-bit draws
+    x.requires_grad_(True)
+    y = dropout(x)
+    kept = y != 0
+    torch.testing.assert_close(y[kept], (x / (1 - p))[kept])  # kept: scaled; dropped: exactly zero
+    # each of the four 16-bit lanes of a draw (a biased top lane would show as a lane kept ~100% of the time)
+    flat = kept.reshape(-1)
+    lanes = [flat[k : flat.numel() - flat.numel() % 4 : 4].float().mean().item() for k in range(4)]
+    assert all(abs(lane - (1 - p)) < 0.003 for lane in lanes), lanes  # 250k per lane: sd 0.0006
+    pairs = (flat[:-1] & flat[1:]).float().mean().item()  # neighbours independent: P(both kept) = (1 - p)^2
+    assert abs(pairs - (1 - p) ** 2) < 0.003
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / (1 - p))
+    # repeatable under a seed, fresh on every call, dtype kept, any shape
+    torch.manual_seed(1)
+    first = dropout(torch.ones(3, 5, 7))
+    torch.manual_seed(1)
+    torch.testing.assert_close(dropout(torch.ones(3, 5, 7)), first)
+    assert not torch.equal(dropout(torch.ones(3, 5, 7)), first)
+    assert dropout(torch.ones(2, 3, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    assert dropout(torch.ones(0, 4)).shape == (0, 4)
+    # evaluation and p = 0 leave the input as it is
+    assert dropout.eval()(x) is x and TextGRUDropout(0.0).train()(x) is x
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # inputs_embeds
 
