@@ -82,9 +82,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     repeats, steps, calls = (2, 2, 20) if args.quick else (args.repeats, args.steps, 300)
     config = TextGRUConfig(vocab_size=100, num_labels=2)
-    layers = {
-        width: layer_cost_us(config.hidden_dropout, width, calls) for width in (config.embedding_size, 256)
-    }
+    layers = {width: layer_cost_us(config.hidden_dropout, width, calls) for width in (config.embedding_size, 256)}
     texts, labels, source = sst2_train(args.data_dir)
     tokenizer = train_tokenizer(texts, vocab_size=2000 if args.quick else 16000, show_progress=False)
     token_ids = [e.ids for e in tokenizer.backend_tokenizer.encode_batch(texts)]
