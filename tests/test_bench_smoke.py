@@ -336,3 +336,14 @@ def test_dropout_cost_script_measures_both_masks(tmp_path):
     training = report["training"]
     assert len(training["ratio_repeats"]) == training["repeats"] == 2
     assert all(v > 0 for v in training["real_tokens_per_s"].values())
+
+
+def test_step_matmuls_probe_times_every_product(tmp_path):
+    """benchmarks/step_matmuls.py on a tiny problem: every product of a layer step, fp32 and int8, both runtimes."""
+    spec = importlib.util.spec_from_file_location("textgru_benchmarks_step_matmuls", BENCHMARKS / "step_matmuls.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--batch", "4", "--hidden", "8", "--input", "16", "--steps", "3", "--repeats", "3"])
+    figures = report["us_per_step_both_directions"]
+    assert len(figures) == 9 and all(us > 0 for us in figures.values())
+    assert any("onnxruntime" in name and "int8" in name for name in figures)
