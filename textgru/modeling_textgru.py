@@ -36,8 +36,8 @@ from .configuration_textgru import TextGRUConfig
 class TextGRUDropout(nn.Dropout):
     """`nn.Dropout` with a cheaper mask for CPU training: 16 random bits per element, cut from 64-bit draws, kept
     where they clear a threshold, so an element is kept with probability `1 - p` rounded to 1/65536 and scaled by
-    `1 / (1 - p)`. CPU `bernoulli_` (what `nn.Dropout` uses) draws a random number per element, and was ~8% of a
-    TextGRU training step on SST-2 sentences; this mask costs ~40% less (a training step ~4% less). Anywhere else
+    `1 / (1 - p)`. CPU `bernoulli_` (what `nn.Dropout` uses) draws a random number per element; this mask costs about
+    half as much, and a training step on SST-2 sentences ~4% less (`benchmarks/dropout_cost.py`). Anywhere else
     (evaluation, CUDA, `p = 0`, `inplace=True`) it is `nn.Dropout`. Drawn from torch's default generator, so
     `torch.manual_seed` makes it repeatable (the stream differs from `nn.Dropout`'s)."""
 
