@@ -24,32 +24,51 @@ def synthetic_split(n: int, words_range: tuple[int, int], seed: int) -> tuple[li
     return texts, labels
 
 
-def sst2_sentences(data_dir, n_texts: int, seed: int) -> tuple[list[str], list[str], str]:
-    """(tokenizer corpus, timed sentences, source): the SST-2 train sentences and a seeded sample of `n_texts` test
-    sentences from `data_dir/sst2`; generated texts where that folder is absent (the source says so)."""
-    test = data_dir / "sst2" / "test.parquet"
-    if test.is_file():
+GENERATED = "generated texts (no ../shared/data)"
+
+
+def sst2_train(data_dir, seed: int) -> tuple[list[str], list[int], str]:
+    """(texts, labels, source): the SST-2 train sentences from `data_dir/sst2`; 2,000 generated texts (seeded)
+    where that folder is absent (the source says so)."""
+    path = data_dir / "sst2" / "train.parquet"
+    if path.is_file():
         import pandas as pd
 
-        train = pd.read_parquet(data_dir / "sst2" / "train.parquet", columns=["text"]).text.tolist()
-        sentences = pd.read_parquet(test, columns=["text"]).text
-        timed = sentences.sample(n=min(n_texts, len(sentences)), random_state=seed).tolist()
-        return train, timed, str(data_dir / "sst2")
-    texts, _ = synthetic_split(2000, (5, 40), seed)
-    return texts, texts[:n_texts], "generated texts (no ../shared/data)"
+        frame = pd.read_parquet(path, columns=["text", "label"])
+        return frame.text.tolist(), frame.label.astype(int).tolist(), str(data_dir / "sst2")
+    texts, labels = synthetic_split(2000, (5, 40), seed)
+    return texts, labels, GENERATED
 
 
-def default_textgru_on_sst2(data_dir, n_texts: int, seed: int, quick: bool):
-    """(model, tokenizer, timed sentences, source): a default-size `TextGRUForSequenceClassification` (random
-    weights, eval mode; seeded by the caller) with a WordPiece tokenizer trained on the SST-2 train sentences
-    (vocab 16,000; 2,000 when `quick`), and `n_texts` SST-2 test sentences (`sst2_sentences`)."""
+def sst2_sentences(data_dir, n_texts: int, seed: int) -> tuple[list[str], list[str], str]:
+    """(tokenizer corpus, timed sentences, source): the SST-2 train sentences (`sst2_train`) and a seeded sample of
+    `n_texts` test sentences; without the data, the first `n_texts` generated texts."""
+    corpus, _, source = sst2_train(data_dir, seed)
+    test = data_dir / "sst2" / "test.parquet"
+    if source == GENERATED or not test.is_file():
+        return corpus, corpus[:n_texts], source
+    import pandas as pd
+
+    sentences = pd.read_parquet(test, columns=["text"]).text
+    return corpus, sentences.sample(n=min(n_texts, len(sentences)), random_state=seed).tolist(), source
+
+
+def default_textgru(corpus: list[str], quick: bool):
+    """(model, tokenizer): a default-size `TextGRUForSequenceClassification` (random weights, eval mode; seeded by
+    the caller) with a WordPiece tokenizer trained on `corpus` (vocab 16,000; 2,000 when `quick`)."""
     from textgru import TextGRUConfig, TextGRUForSequenceClassification
     from textgru.tokenization import train_tokenizer
 
-    corpus, timed, source = sst2_sentences(data_dir, n_texts, seed)
     tokenizer = train_tokenizer(corpus, vocab_size=2000 if quick else 16000, show_progress=False)
     config = TextGRUConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_labels=2)
-    return TextGRUForSequenceClassification(config).eval(), tokenizer, timed, source
+    return TextGRUForSequenceClassification(config).eval(), tokenizer
+
+
+def default_textgru_on_sst2(data_dir, n_texts: int, seed: int, quick: bool):
+    """(model, tokenizer, timed sentences, source): `default_textgru` on the SST-2 train sentences, and `n_texts`
+    SST-2 test sentences (`sst2_sentences`)."""
+    corpus, timed, source = sst2_sentences(data_dir, n_texts, seed)
+    return (*default_textgru(corpus, quick), timed, source)
 
 
 def load_data(args: argparse.Namespace) -> dict:

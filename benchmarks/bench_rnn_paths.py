@@ -18,23 +18,16 @@ per-row reference.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from textgru.modeling_textgru import TextGRUBidirectionalLayer, _reversal_index, _stepwise_index
 
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (oneDNN primitive creation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_seconds  # noqa: E402  (benchmarks/ is on the path from here on)
 
 
 class Stack(nn.Module):
@@ -110,11 +103,11 @@ def main() -> None:
             with torch.no_grad():
                 stack(x, lengths, packed)
 
-        train = median_time(train_step, args.repeats)
-        inference = median_time(infer, args.repeats)
+        train = median_seconds(train_step, args.repeats)
+        inference = median_seconds(infer, args.repeats)
         rows.append((kind, dev, train, inference))
         if kind == "textgru":
-            packed = median_time(lambda stack=stack: infer(stack, True), args.repeats)
+            packed = median_seconds(lambda stack=stack: infer(stack, True), args.repeats)
             rows.append(("textgru (packed, no_grad)", dev, float("nan"), packed))
 
     print("| path | max deviation from unpadded | train fwd+bwd (s) | inference (s) |")

@@ -22,7 +22,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -31,7 +30,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import _training  # noqa: E402  (benchmarks/ is on the path from here on)
-from _data import synthetic_split  # noqa: E402
+from _data import default_textgru, sst2_train  # noqa: E402
+from _timing import median_seconds  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,17 +45,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def sst2_train(data_dir: Path) -> tuple[list[str], list[int], str]:
-    path = data_dir / "sst2" / "train.parquet"
-    if path.is_file():
-        import pandas as pd
-
-        frame = pd.read_parquet(path, columns=["text", "label"])
-        return frame.text.tolist(), frame.label.tolist(), str(path)
-    texts, labels = synthetic_split(2000, (5, 40), 0)
-    return texts, labels, "generated texts (no ../shared/data)"
-
-
 def layer_cost_us(p: float, width: int, calls: int) -> dict:
     """Forward + backward of one dropout layer on a (32, 21, width) activation, microseconds per call."""
     from textgru.modeling_textgru import TextGRUDropout
@@ -64,32 +53,24 @@ def layer_cost_us(p: float, width: int, calls: int) -> dict:
     out = {}
     for name, layer in (("nn.Dropout", nn.Dropout(p)), ("TextGRUDropout", TextGRUDropout(p))):
         layer.train()
-        times = []
-        for _ in range(calls + 5):
-            start = time.perf_counter()
-            layer(x).sum().backward()
-            times.append(time.perf_counter() - start)
-        out[name] = statistics.median(times[5:]) * 1e6
+        out[name] = median_seconds(lambda layer=layer: layer(x).sum().backward(), calls, warmup=5) * 1e6
     return out
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from textgru import TextGRUConfig, TextGRUForSequenceClassification
     from textgru.modeling_textgru import TextGRUDropout
-    from textgru.tokenization import train_tokenizer
 
     torch.set_num_threads(1)
     repeats, steps, calls = (2, 2, 20) if args.quick else (args.repeats, args.steps, 300)
-    config = TextGRUConfig(vocab_size=100, num_labels=2)
-    layers = {width: layer_cost_us(config.hidden_dropout, width, calls) for width in (config.embedding_size, 256)}
-    texts, labels, source = sst2_train(args.data_dir)
-    tokenizer = train_tokenizer(texts, vocab_size=2000 if args.quick else 16000, show_progress=False)
+    texts, labels, source = sst2_train(args.data_dir, args.seed)
+    torch.manual_seed(args.seed)
+    model, tokenizer = default_textgru(texts, args.quick)
+    config = model.config
+    widths = (config.embedding_size, config.output_size)  # the embedding dropout's, the layers' (and their outputs)
+    layers = {width: layer_cost_us(config.hidden_dropout, width, calls) for width in widths}
     token_ids = [e.ids for e in tokenizer.backend_tokenizer.encode_batch(texts)]
     lengths = [max(len(t), 1) for t in token_ids]
-    torch.manual_seed(args.seed)
-    config = TextGRUConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_labels=2)
-    model = TextGRUForSequenceClassification(config)
     optimizer = _training.make_optimizer(model)
     masks = {"nn.Dropout": nn.Dropout.forward, "TextGRUDropout": TextGRUDropout.forward}
     tokens_per_s: dict[str, list[float]] = {name: [] for name in masks}

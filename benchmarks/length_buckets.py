@@ -38,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _data import default_textgru_on_sst2  # noqa: E402  (benchmarks/ is on the path from here on)
+from _timing import median_seconds  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,13 +63,9 @@ def fit_costs(classifier, vocab_size: int, rows: list[int], widths: list[int], r
         for n in rows:
             ids = rng.integers(5, vocab_size, (n, width)).astype(np.int64)
             mask = np.ones_like(ids)
-            classifier._logits(ids, mask)  # warm-up
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                classifier._logits(ids, mask)
-                times.append(time.perf_counter() - start)
-            samples.append((n, width, statistics.median(times)))
+            samples.append(
+                (n, width, median_seconds(lambda ids=ids, mask=mask: classifier._logits(ids, mask), repeats))
+            )
     design = np.array([[1.0, w, w * n] for n, w, _ in samples])
     seconds = np.array([t for _, _, t in samples])
     # relative errors matter (the timings span 100x): weight each sample by 1 / its time

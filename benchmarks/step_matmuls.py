@@ -16,14 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
+import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _timing import median_seconds  # noqa: E402  (benchmarks/ is on the path from here on)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,14 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def median_us(fn, repeats: int) -> float:
-    for _ in range(10):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
+    return median_seconds(fn, repeats, warmup=10) * 1e6
 
 
 def torch_int8(weight: torch.Tensor, bias: torch.Tensor):

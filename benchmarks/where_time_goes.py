@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _data import default_textgru_on_sst2  # noqa: E402  (benchmarks/ is on the path from here on)
-from bench_rnn_paths import median_time  # noqa: E402
+from _timing import median_seconds  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -105,14 +105,14 @@ def step_cost_us(config, steps: int, repeats: int) -> dict:
     gru = torch.nn.GRU(input_size, hidden, batch_first=True).eval()
     x = torch.randn(1, steps, input_size)
     with torch.no_grad():
-        torch_s = median_time(lambda: gru(x), repeats * 20)
+        torch_s = median_seconds(lambda: gru(x), repeats * 20)
     layer = TextGRUBidirectionalLayer(config, input_size).eval()
     layer.cache_stepwise_weights = True
     lengths = torch.tensor([steps])
     reversal = _reversal_index(lengths, steps)
     with torch.inference_mode():
         index = _stepwise_index(reversal, 2)
-        stepwise_s = median_time(lambda: layer(x, lengths, reversal, False, index), repeats * 20)
+        stepwise_s = median_seconds(lambda: layer(x, lengths, reversal, False, index), repeats * 20)
     out = {"torch_us_per_step": torch_s / steps * 1e6, "stepwise_us_per_step": stepwise_s / steps * 1e6}
     try:
         import onnxruntime  # noqa: F401
@@ -125,7 +125,7 @@ def step_cost_us(config, steps: int, repeats: int) -> dict:
         torch.onnx.export(gru, (x,), str(path), input_names=["x"], output_names=["y", "h"], dynamo=False)
         session = onnx_session(path)
         feed = {"x": x.numpy()}
-        ort_s = median_time(lambda: session.run(None, feed), repeats * 20)
+        ort_s = median_seconds(lambda: session.run(None, feed), repeats * 20)
     out["onnxruntime_us_per_step"] = ort_s / steps * 1e6
     return out
 
@@ -163,8 +163,8 @@ def main(argv=None) -> dict:
             for ids, mask in batches:
                 model(input_ids=ids, attention_mask=mask)
 
-    tokenize_s = median_time(lambda: encode(backend, timed), args.repeats)  # as predict() tokenises
-    eager_s = median_time(eager_pass, args.repeats)
+    tokenize_s = median_seconds(lambda: encode(backend, timed), args.repeats)  # as predict() tokenises
+    eager_s = median_seconds(eager_pass, args.repeats)
     eager = eager_breakdown(model, batches)
     report = {
         "source": source,
@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
             folder = export_onnx(model, tokenizer, Path(tmp) / "onnx")
             session = onnx_session(folder / "model.onnx")
             feeds = [{"input_ids": i.numpy(), "attention_mask": m.numpy()} for i, m in batches]
-            onnx_s = median_time(lambda: [session.run(["logits"], f) for f in feeds], args.repeats)
+            onnx_s = median_seconds(lambda: [session.run(["logits"], f) for f in feeds], args.repeats)
             report["onnx_forward_ms"] = onnx_s * 1e3
             report["onnx_profile"] = onnx_breakdown(folder / "model.onnx", batches)
             report["onnx_gru_gflops"] = flops / (report["onnx_profile"]["gru_us"] / 1e6) / 1e9
