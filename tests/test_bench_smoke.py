@@ -347,3 +347,50 @@ def test_step_matmuls_probe_times_every_product(tmp_path):
     figures = report["us_per_step_both_directions"]
     assert len(figures) == 9 and all(us > 0 for us in figures.values())
     assert any("onnxruntime" in name and "int8" in name for name in figures)
+
+
+def test_runtimes_probe_keeps_one_fp32_gru_per_mixed_graph(tmp_path, monkeypatch):
+    """benchmarks/probe_runtimes.py: each mixed graph keeps exactly its one layer as a fused fp32 GRU op and still
+    matches eager; OpenVINO rows appear only where it is installed, else a note says so."""
+    import onnx
+
+    spec = importlib.util.spec_from_file_location("textgru_probe_runtimes", BENCHMARKS / "probe_runtimes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kept = []
+    build = module.int8_with_fp32_layer
+
+    def recording(fp32_dir, int8_dir, layer, out):
+        folder = build(fp32_dir, int8_dir, layer, out)
+        ops = [node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node]
+        kept.append((layer, ops.count("GRU"), ops.count("Scan")))
+        return folder
+
+    monkeypatch.setattr(module, "int8_with_fp32_layer", recording)
+    report = module.main(
+        [
+            "--quick",
+            "--texts",
+            "12",
+            "--batch",
+            "4",
+            "--repeats",
+            "1",
+            "--seconds",
+            "0.01",
+            "--calibration",
+            "8",
+            "--json",
+            str(tmp_path / "probe.json"),
+        ]
+    )
+    assert kept == [(0, 1, 1), (1, 1, 1)]  # default config: 2 layers, one left fp32 and one Scan in each graph
+    rows = report["predictors"]
+    assert {"eager", "onnx", "onnx-int8", "onnx-int8-layer0-fp32", "onnx-int8-layer1-fp32"} <= set(rows)
+    for name, row in rows.items():
+        assert row["texts_per_s_median"] > 0
+        assert row["max_abs_diff_vs_eager"] < (1e-4 if name in ("eager", "onnx") else 0.25), name
+    has_openvino = importlib.util.find_spec("openvino") is not None
+    assert ("openvino" in rows) == has_openvino
+    assert has_openvino or "not installed" in report["notes"]["openvino"]
+    assert json.loads((tmp_path / "probe.json").read_text())["batch"] == 4
