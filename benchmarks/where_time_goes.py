@@ -11,6 +11,10 @@ could still gain. For the default `TextGRUConfig` (random weights: speed only) a
 2. **Batch 1**: the cost of one GRU time step in `torch.gru` (one direction, one text), in onnxruntime's GRU and in
    textgru's stepwise recurrence (both directions at once: what eager inference runs at batch 1), so the GRU time
    of a text of L tokens is about `layers x L x stepwise step` (on nn.GRU: `2 x layers x L x step`).
+3. **A training step** (batch 32 of SST-2 training sentences, as speed.py trains: length-grouped batches for
+   TextGRU, random ones for the plain BiGRU of equal width and depth, fused AdamW): the step's wall time and, from
+   torch.profiler, its parts: the GRUs (TextGRU's stepwise autograd function, forward and backward), the AdamW
+   step and zeroing the embedding's fresh gradient (the last two are fixed costs of the vocabulary, not of the text).
 
 Usage (1 thread, as speed.py; writes nothing unless --json is given):
 
@@ -130,6 +134,57 @@ def step_cost_us(config, steps: int, repeats: int) -> dict:
     return out
 
 
+def _per_step_ms(events, keys: set, steps: int) -> float:
+    return sum(e.cpu_time_total for e in events if e.key in keys) / steps / 1e3
+
+
+def training_breakdown(model, tokenizer, data_dir: Path, steps: int, seed: int, pool: int | None = None) -> dict:
+    """Per training step (batch 32, SST-2 train sentences, as `_training.train_steps` runs it): wall ms without the
+    profiler, and with it the ms of the GRUs (stepwise autograd, forward + backward; TextGRU only), of the AdamW step
+    and of zero-filling the embedding's gradient, for TextGRU and the plain BiGRU of equal width and depth."""
+    from _contenders import tutorial_bigru
+    from _data import sst2_train
+    from _training import grouped_batches, make_optimizer, random_batches, train_steps
+    from torch.profiler import profile, record_function
+
+    from textgru import TextGRUForSequenceClassification
+
+    texts, labels, _ = sst2_train(data_dir, seed)
+    texts, labels = texts[:pool], labels[:pool]  # pool: a slice for the smoke test
+    token_ids = [e.ids for e in tokenizer.backend_tokenizer.encode_batch(texts)]
+    lengths = [max(len(t), 1) for t in token_ids]
+    config = model.config
+    pad = config.pad_token_id
+    textgru = TextGRUForSequenceClassification(config)
+    plain = tutorial_bigru(config.vocab_size, config.embedding_size, config.hidden_size, config.num_hidden_layers, pad)
+    embedding_shape = [config.vocab_size, config.embedding_size]
+    out = {"steps": steps, "batch_size": 32}
+    for name, net, use_mask, draw in (
+        ("textgru", textgru, True, lambda: grouped_batches(lengths, 32, 2 * steps + 1, seed)),
+        ("plain-bigru", plain, False, lambda: random_batches(len(token_ids), 32, 2 * steps + 1, seed)),
+    ):
+        optimizer, batches = make_optimizer(net), draw()
+        timed = train_steps(net, optimizer, batches[: steps + 1], token_ids, labels, pad, use_mask)
+        with profile(record_shapes=True) as prof, record_function("textgru.probe.steps"):
+            train_steps(net, optimizer, batches[steps:], token_ids, labels, pad, use_mask)
+        events = prof.key_averages(group_by_input_shape=True)
+        profiled = steps + 1  # train_steps runs an untimed warm-up step first, which the profile holds too
+        fill = sum(
+            e.self_cpu_time_total
+            for e in events
+            if e.key == "aten::fill_" and e.input_shapes and e.input_shapes[0] == embedding_shape
+        )
+        out[name] = {
+            "step_ms": timed["step_seconds_median"] * 1e3,
+            "profiled_step_ms": _per_step_ms(events, {"textgru.probe.steps"}, profiled),
+            "gru_ms": _per_step_ms(events, {"_StepwiseGRU", "_StepwiseGRUBackward"}, profiled),
+            "adamw_ms": _per_step_ms(events, {"Optimizer.step#AdamW.step"}, profiled),
+            "embedding_grad_fill_ms": fill / profiled / 1e3,
+            "real_tokens_per_step": timed["real_tokens"] / timed["steps"],
+        }
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.quick:
@@ -201,6 +256,9 @@ def main(argv=None) -> dict:
     if report["onnx_forward_ms"]:
         report["onnx_speedup_vs_eager_end_to_end"] = eager_end_to_end / (onnx_s + tokenize_s)
     report["batch1_step"] = step_cost_us(config, 32, args.repeats)
+    report["training_step"] = training_breakdown(
+        model, tokenizer, args.data_dir, 1 if args.quick else 20, args.seed, 2000 if args.quick else None
+    )
     print_report(report, config)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -257,6 +315,15 @@ def print_report(r: dict, config) -> None:
         f"{directions * config.num_hidden_layers * step['torch_us_per_step'] / 1e3:.3f} ms)"
     )
     print(line)
+    train = r["training_step"]
+    for name in ("textgru", "plain-bigru"):
+        t = train[name]
+        parts = f"GRUs {t['gru_ms']:.1f}, " if name == "textgru" else ""
+        print(
+            f"training step, {name}, batch {train['batch_size']} ({t['real_tokens_per_step']:.0f} real tokens): "
+            f"{t['step_ms']:.1f} ms; profiled {t['profiled_step_ms']:.1f} ms, of which {parts}AdamW "
+            f"{t['adamw_ms']:.1f}, zeroing the embedding gradient {t['embedding_grad_fill_ms']:.1f}"
+        )
 
 
 if __name__ == "__main__":

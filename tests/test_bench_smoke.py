@@ -177,6 +177,13 @@ def test_where_time_goes_reports_its_bounds(speed, tmp_path):
     assert all(
         report["batch1_step"][k] > 0 for k in ("torch_us_per_step", "onnxruntime_us_per_step", "stepwise_us_per_step")
     )
+    train = report["training_step"]
+    for name in ("textgru", "plain-bigru"):
+        t = train[name]
+        assert t["step_ms"] > 0 and t["real_tokens_per_step"] > 0
+        # the fixed costs are found in the profile, and are parts of the profiled step
+        assert 0 < t["adamw_ms"] < t["profiled_step_ms"] and 0 < t["embedding_grad_fill_ms"] < t["profiled_step_ms"]
+    assert 0 < train["textgru"]["gru_ms"] < train["textgru"]["profiled_step_ms"]  # the stepwise autograd function ran
 
 
 @pytest.mark.slow
