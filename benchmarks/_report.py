@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 DATASETS = ("sst2", "imdb")
+
+
+def write_json(path: Path | None, data: dict) -> None:
+    """Write `data` as indented JSON to `path` (its folder created), or nothing when `path` is None: the scripts'
+    `--json` option."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _fmt(value, digits: int = 1) -> str:

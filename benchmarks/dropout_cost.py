@@ -19,7 +19,6 @@ Usage (1 thread, as speed.py):
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import _training  # noqa: E402  (benchmarks/ is on the path from here on)
 from _data import default_textgru, sst2_train  # noqa: E402
+from _report import write_json  # noqa: E402
 from _timing import median_seconds  # noqa: E402
 
 
@@ -107,8 +107,7 @@ def main(argv=None) -> dict:
         + f"; TextGRUDropout / nn.Dropout median {report['training']['ratio_median']:.3f}x "
         f"(repeats {min(ratios):.2f}-{max(ratios):.2f})"
     )
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
     return report
 
 

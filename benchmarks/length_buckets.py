@@ -25,7 +25,6 @@ Usage (1 thread, as speed.py):
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _data import default_textgru_on_sst2  # noqa: E402  (benchmarks/ is on the path from here on)
+from _report import write_json  # noqa: E402
 from _timing import median_seconds  # noqa: E402
 
 
@@ -139,9 +139,7 @@ def main(argv=None) -> dict:
     for name, entry in report["backends"].items():
         entry["check"] = gains[name]
     print_report(report)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     return report
 
 

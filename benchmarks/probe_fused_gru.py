@@ -19,7 +19,6 @@ Needs a C++ compiler and ninja (torch.utils.cpp_extension; the first run compile
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _report import write_json  # noqa: E402
 from _timing import median_seconds  # noqa: E402  (benchmarks/ is on the path from here on)
 
 SOURCE = r"""
@@ -163,9 +163,7 @@ def main(argv=None) -> dict:
         f"recurrent GEMM alone at batch 64 (64 x {args.hidden} @ {args.hidden} x {3 * args.hidden}): "
         f"{gemm_us:.1f} us per step, {report['recurrent_gemm_b64_gflops']:.0f} GFLOP/s"
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     return report
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the _helpers beside this script
+from _timing import time_batched  # noqa: E402  (light: stdlib only)
 
 logger = logging.getLogger("benchmarks.speed")
 
@@ -152,20 +153,6 @@ def time_batch1(predictor, texts: list[str]) -> list[float]:
         predictor.predict([text])
         times.append(time.perf_counter() - start)
     return times
-
-
-def time_batched(predictor, texts: list[str], batch_size: int, min_seconds: float = 0.0) -> float:
-    """Texts per second, classifying consecutive batches of `batch_size` (in the given order). The whole list is
-    passed through again until `min_seconds` have gone by (at least once); the figure is the median pass, so that
-    one hiccup of a shared machine does not decide a short measurement."""
-    passes: list[float] = []
-    started = time.perf_counter()
-    while not passes or time.perf_counter() - started < min_seconds:
-        start = time.perf_counter()
-        for i in range(0, len(texts), batch_size):
-            predictor.predict(texts[i : i + batch_size])
-        passes.append(len(texts) / (time.perf_counter() - start))
-    return statistics.median(passes)
 
 
 def _quantile(values: list[float], q: float) -> float:

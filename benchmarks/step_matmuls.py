@@ -14,7 +14,6 @@ at TextGRU's default width (hidden 128 per direction, layer input 256). Random w
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _report import write_json  # noqa: E402
 from _timing import median_seconds  # noqa: E402  (benchmarks/ is on the path from here on)
 
 
@@ -149,8 +149,7 @@ def main(argv=None) -> dict:
     for name, us in figures.items():
         print(f"  {name:70s} {us:8.1f}")
     print(f"  (the fp32 recurrent product runs at {report['recurrent_fp32_gflops']:.0f} GFLOP/s)")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
     return report
 
 

@@ -36,6 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _data import default_textgru_on_sst2  # noqa: E402  (benchmarks/ is on the path from here on)
+from _report import write_json  # noqa: E402
 from _timing import median_seconds  # noqa: E402
 
 
@@ -260,9 +261,7 @@ def main(argv=None) -> dict:
         model, tokenizer, args.data_dir, 1 if args.quick else 20, args.seed, 2000 if args.quick else None
     )
     print_report(report, config)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     return report
 
 
