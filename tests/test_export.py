@@ -223,6 +223,9 @@ def test_onnx_matches_eager_on_mixed_lengths(trained, tokenizer, test_texts, tmp
                 atol=1e-4,
             )
     assert load_classifier(tmp_path / "onnx").classify(["good"])[0]["label"] == eager.classify(["good"])[0]["label"]
+    assert isinstance(load_classifier(tmp_path / "onnx", device="cpu"), OnnxTextClassifier)
+    with pytest.raises(ValueError, match="runs on the CPU only.*save_pretrained"):  # before any GPU is needed
+        load_classifier(tmp_path / "onnx", device="cuda")
 
 
 def test_onnx_graph_is_one_bidirectional_gru_per_layer_with_sequence_lens(trained, tokenizer, tmp_path):

@@ -31,14 +31,18 @@ def make_dataset(size: int, seed: int) -> Dataset:
     return Dataset.from_dict(rows)
 
 
-@pytest.fixture(scope="module")
-def word_tokenizer():
+def build_word_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level tokenizer whose ids are the dataset's ids: only its padding matters to the collator."""
     from tokenizers import Tokenizer, models
 
     vocab = {"[PAD]": 0, "[UNK]": 1, **{f"w{i}": i for i in range(2, VOCAB)}}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]")
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer():
+    return build_word_tokenizer()
 
 
 def make_model(seed: int, tokenizer) -> TextGRUForSequenceClassification:

@@ -30,7 +30,9 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -433,7 +435,10 @@ def export_onnx(
         raise ValueError(f"export_onnx supports {sorted(_ARCHITECTURES)}, not {type(model).__name__}.")
     config = model.config
     was_training = model.training
-    wrapper = _OnnxWrapper(model).cpu().eval()  # the exporter restores the *wrapper's* mode afterwards
+    # The export traces and checks on the CPU. A model elsewhere (CUDA) is exported from a CPU copy, so the
+    # caller's model stays where it is.
+    on_cpu = all(t.device.type == "cpu" for t in itertools.chain(model.parameters(), model.buffers()))
+    wrapper = _OnnxWrapper(model if on_cpu else copy.deepcopy(model).cpu()).eval()  # exporter restores its mode
     outputs = ["logits"] if wrapper.classifier else ["last_hidden_state", "pooler_output"]
     dynamic_axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     dynamic_axes.update(
@@ -449,7 +454,7 @@ def export_onnx(
                 # The legacy exporter is deliberate: the dynamo exporter cannot trace the model's packed/padded branch.
                 warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
                 # the example is sorted by decreasing length: the traced packing does not sort (ONNX needs no sort)
-                with _packed_trace(model):
+                with _packed_trace(wrapper.model):
                     torch.onnx.export(
                         wrapper,
                         _example_batch(config.vocab_size, config.pad_token_id, [7, 4, 1], seed=0),

@@ -224,7 +224,16 @@ class TextGRUBidirectionalLayer(nn.Module):
 
     def _run(self, gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, packed: bool) -> torch.Tensor:
         if not packed:
-            return gru(x)[0]
+            if gru.training or not torch.is_grad_enabled() or x.device.type != "cuda":
+                return gru(x)[0]
+            # cuDNN runs a GRU's backward only after a forward in training mode. For these single-layer GRUs
+            # without dropout the mode changes nothing else, so an eval-mode forward that needs gradients
+            # (explanations, gradient probes) runs in training mode.
+            gru.training = True
+            try:
+                return gru(x)[0]
+            finally:
+                gru.training = False
         # while tracing, no sort: the exported ONNX GRU takes `sequence_lens` in any order (see `trace_packed`)
         seq = nn.utils.rnn.pack_padded_sequence(
             x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=torch.jit.is_tracing()
@@ -299,7 +308,9 @@ class TextGRUBidirectionalLayer(nn.Module):
         plain = type(self.forward_gru) is nn.GRU and type(self.backward_gru) in (nn.GRU, type(None))  # not int8
         if stepwise is not None and plain:
             return self._run_stepwise(x, *stepwise)
-        if packed and plain and self.backward_gru is not None:
+        # one call for both directions on the CPU (and in the export trace); on CUDA the two GRUs' weights are not
+        # one cuDNN weight buffer, which cuDNN would compact on every call (and warn), so each GRU runs packed alone
+        if packed and plain and self.backward_gru is not None and x.device.type == "cpu":
             return self._run_packed_bidirectional(x, lengths)
         out = self._run(self.forward_gru, x, lengths, packed)
         if self.backward_gru is None:
