@@ -17,6 +17,11 @@ skipped, so an interrupted ablation resumes where it stopped. The table and plot
     python benchmarks/ablation.py                                   # the full plan (docs/ablation.md)
     python benchmarks/ablation.py --datasets sst2 --depths 1 12 --residuals none add --seeds 0 1
     python benchmarks/ablation.py --quick --out /tmp/ablation-quick # smoke run (~15 s)
+
+On a GPU, `--device cuda` trains there (cuDNN's GRU; fp32, TF32 as torch's defaults allow). Shards run in parallel
+(each its own `--out`) are combined with `--merge`:
+
+    python benchmarks/ablation.py --out merged --merge shard1 shard2   # runs of both, report rebuilt, nothing trained
 """
 
 from __future__ import annotations
@@ -83,7 +88,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ablation")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (generated data if --data-dir is absent)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default: cpu)")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="add these ablation folders' runs to --out's (same key: kept once), rebuild the report, train nothing",
+    )
     args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is visible to torch")
     if args.quick:
         args.depths = [d for d in args.depths if d <= 2] or [1, 2]
         args.seeds, args.epochs = [0], ["1"]
@@ -200,6 +215,12 @@ def first_batch(dataset, tokenizer, n: int) -> dict:
     return dict(batch)
 
 
+def _on(model, batch: dict) -> dict:
+    """`batch` on the device of `model`."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def layer_grad_norms(model, batch: dict) -> list[float]:
     """‖∇‖ of each GRU block's parameters (norm, GRUs, projection, gate) on `batch`, dropout off.
 
@@ -210,7 +231,7 @@ def layer_grad_norms(model, batch: dict) -> list[float]:
     model.eval()
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
-        model(**batch).loss.backward()
+        model(**_on(model, batch)).loss.backward()
     norms = []
     for layer in model.textgru.layers:
         grads = [p.grad.detach().flatten() for p in layer.parameters() if p.grad is not None]
@@ -241,8 +262,9 @@ def test_accuracy(model, dataset, tokenizer, batch_size: int = 128) -> float:
     for start in range(0, len(order), batch_size):
         rows = [dataset[int(i)] for i in order[start : start + batch_size]]
         batch = tokenizer.pad([{"input_ids": r["input_ids"]} for r in rows], return_tensors="pt")
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        correct += int((logits.argmax(-1) == torch.tensor([r["labels"] for r in rows])).sum())
+        batch = _on(model, {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
+        logits = model(**batch).logits
+        correct += int((logits.argmax(-1).cpu() == torch.tensor([r["labels"] for r in rows])).sum())
     return correct / len(order)
 
 
@@ -269,7 +291,7 @@ def train_one(data: dict, dataset: str, depth: int, mode: str, seed: int, args: 
         attention_hidden_size=2 * args.hidden,
         num_labels=2,
     )
-    model = TextGRUForSequenceClassification(config)
+    model = TextGRUForSequenceClassification(config).to(args.device)
     probe = first_batch(splits["train"], tokenizer, args.batch_size)
     grads = {"init": layer_grad_norms(model, probe)}
     scratch = tempfile.TemporaryDirectory(prefix="textgru-ablation-")  # Trainer wants an output_dir; saves nothing
@@ -286,7 +308,7 @@ def train_one(data: dict, dataset: str, depth: int, mode: str, seed: int, args: 
         save_strategy="no",
         eval_strategy="no",
         train_sampling_strategy="group_by_length",
-        use_cpu=True,
+        use_cpu=args.device == "cpu",
         report_to="none",
         disable_tqdm=True,
         seed=seed,
@@ -342,6 +364,8 @@ def settings(args: argparse.Namespace, dataset: str) -> dict:
     if dataset == "imdb":
         values.update(imdb_train=args.imdb_train, imdb_test=args.imdb_test, subset_seed=args.subset_seed)
     values["quick"] = args.quick
+    if args.device != "cpu":  # other kernels, other numerics: not the same result as a CPU run
+        values["device"] = args.device
     return values
 
 
@@ -352,7 +376,16 @@ def environment() -> dict:
     import transformers
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in _cpuinfo() if ln.startswith("model name")), platform.processor())
+    gpu = {}
+    if torch.cuda.is_available():
+        gpu = {
+            "gpu": torch.cuda.get_device_name(),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        }
     return {
+        **gpu,
         "cpu_model": cpu,
         "logical_cpus": os.cpu_count(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
@@ -390,7 +423,10 @@ def write_report(report: dict, out: Path) -> None:
     lines = [
         "# Residual-depth ablation",
         "",
-        "Flags of the latest invocation (each run's own settings are in ablation.json):",
+        "Flags of the latest invocation (each run's own settings are in ablation.json):"
+        if "merged_from" not in report["meta"]
+        else f"Merged from {len(report['meta']['merged_from'])} folders; the flags of the first one's first shard "
+        "(each run's own settings are in ablation.json):",
     ]
     lines += ["", f"`{json.dumps(report['meta']['args'])}`", ""]
     for dataset in datasets:
@@ -457,7 +493,7 @@ def plot(runs: list[dict], datasets: list[str], modes: list[str], out: Path, tes
             )
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({r["depth"] for r in runs}), [str(d) for d in sorted({r["depth"] for r in runs})])
-        ax.set(title=f"{dataset} (error bars: ±1 s.e.)", xlabel="stacked GRU layers", ylabel="test accuracy (%)")
+        ax.set(title=f"{dataset} (error bars: ±1 std over seeds)", xlabel="stacked GRU layers", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -497,6 +533,38 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int, str, int]]:
     return runs
 
 
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    return [_jsonable(v) for v in value] if isinstance(value, list) else value
+
+
+def _key(run: dict) -> tuple:
+    return run["dataset"], run["depth"], run["residual"], run["seed"], json.dumps(run["settings"], sort_keys=True)
+
+
+def merge(report: dict, args: argparse.Namespace) -> dict:
+    """Add the runs of the `--merge` folders to `report` (a run with the same key is kept once), then rebuild it."""
+    seen = {_key(r) for r in report["runs"]}
+    report["meta"]["merged_from"] = [str(folder) for folder in args.merge]
+    for i, folder in enumerate(args.merge):
+        other = json.loads((folder / "ablation.json").read_text())
+        if i == 0 and not seen:  # the report's flags and machine: a shard's, not this merge call's
+            report["meta"]["args"] = other["meta"]["args"]
+            report["meta"]["environment"] = other["meta"].get("environment")
+        for name, info in other["meta"].get("data", {}).items():
+            report["meta"]["data"].setdefault(name, info)
+        report["meta"].setdefault("merged_environments", []).append(other["meta"].get("environment"))
+        new = [r for r in other["runs"] if _key(r) not in seen]
+        seen.update(_key(r) for r in new)
+        report["runs"].extend(new)
+        logger.info("%s: %d runs added, %d already there", folder, len(new), len(other["runs"]) - len(new))
+    report["runs"].sort(key=lambda r: (r["seed"], r["dataset"], r["depth"], list(MODES).index(r["residual"])))
+    if report["runs"]:
+        write_report(report, args.out)
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the ablation (skipping runs already in `<out>/ablation.json`) and write the report.
 
@@ -513,10 +581,12 @@ def main(argv: list[str] | None = None) -> dict:
     path = args.out / "ablation.json"
     report = json.loads(path.read_text()) if path.is_file() else {"meta": {}, "runs": []}
     report["meta"].update(
-        args={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        args={k: _jsonable(v) for k, v in vars(args).items()},
         environment=environment(),
     )
     report["meta"].setdefault("data", {})
+    if args.merge:
+        return merge(report, args)
     todo = [
         job
         for job in plan(args)

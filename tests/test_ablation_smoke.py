@@ -79,3 +79,25 @@ def test_epochs_flag_needs_a_value_per_dataset(ablation):
     assert ablation.parse_args(["--epochs", "sst2=3", "imdb=2"]).epochs == {"sst2": 3.0, "imdb": 2.0}
     with pytest.raises(SystemExit):
         ablation.parse_args(["--datasets", "sst2", "imdb", "--epochs", "sst2=3"])
+
+
+def test_merge_combines_shards_once_and_trains_nothing(quick_run, tmp_path):
+    """Shards run in parallel (each its own --out) merge into one report; a run present twice is kept once."""
+    ablation, out, _, report = quick_run
+    shard = tmp_path / "shard"
+    ablation.main(["--quick", "--out", str(shard), "--data-dir", str(tmp_path / "no-data"), "--depths", "1"])
+    merged = tmp_path / "merged"
+    result = ablation.main(["--out", str(merged), "--merge", str(out), str(shard), str(out)])
+    keys = [(r["dataset"], r["depth"], r["residual"], r["seed"]) for r in result["runs"]]
+    assert len(keys) == len(set(keys)) == len(report["runs"]) + 4  # depth 1 adds 2 data sets x 2 modes
+    assert {k[1] for k in keys} == {1, 2}
+    on_disk = json.loads((merged / "ablation.json").read_text())
+    assert on_disk["runs"] == result["runs"] and "| 1 |" in (merged / "ablation.md").read_text()
+    assert set(on_disk["meta"]["data"]) == {"sst2", "imdb"}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error where no GPU is visible")
+def test_device_cuda_without_a_gpu_is_a_clear_error(ablation, capsys):
+    with pytest.raises(SystemExit):
+        ablation.parse_args(["--device", "cuda"])
+    assert "no CUDA device is visible" in capsys.readouterr().err
