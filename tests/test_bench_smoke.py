@@ -186,6 +186,31 @@ def test_where_time_goes_reports_its_bounds(speed, tmp_path):
     assert 0 < train["textgru"]["gru_ms"] < train["textgru"]["profiled_step_ms"]  # the stepwise autograd function ran
 
 
+def test_gpu_speed_reports_every_figure_on_the_cpu(speed, tmp_path):
+    """benchmarks/gpu_speed.py --device cpu --quick: every model, data set and precision has its figure, and the
+    JSON holds what the table shows (no timing claims; the real run needs a GPU)."""
+    spec = importlib.util.spec_from_file_location("textgru_gpu_speed", BENCHMARKS / "gpu_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "gpu_speed.json"
+    report = module.main(["--device", "cpu", "--quick", "--data-dir", str(SHARED_DATA), "--json", str(out)])
+    assert json.loads(out.read_text())["inference"] == report["inference"]
+    for name in module.MODELS:
+        for precision in ("fp32", "bf16"):
+            assert report["inference"][name]["sst2"][precision]["texts_per_s"] > 0
+            assert report["inference"][name]["imdb"][precision]["texts_per_s"] > 0
+            assert report["inference"][name]["sst2-batch1"][precision]["ms_per_text"] > 0
+    for precision in ("fp32", "bf16"):
+        textgru, plain = (report["training"][n][precision] for n in ("textgru", "plain-bigru"))
+        assert textgru["real_tokens_per_s"] > 0 and 0 <= textgru["padding"] < plain["padding"]  # grouped vs random
+        assert report["training"][f"textgru_vs_plain_{precision}"] > 0
+    with pytest.raises(SystemExit):  # no GPU here: a clear error, not a crash
+        if not __import__("torch").cuda.is_available():
+            module.parse_args(["--device", "cuda"])
+        else:
+            raise SystemExit
+
+
 @pytest.mark.slow
 def test_fused_gru_probe_matches_torch(tmp_path):
     """benchmarks/probe_fused_gru.py compiles its C++ loop (~40 s) and reproduces nn.GRU's outputs (slow marker)."""
