@@ -167,6 +167,10 @@ def test_quantized_save_load_round_trip_is_exact(trained, tokenizer, test_texts,
     )
     manifest = json.loads((tmp_path / "int8" / MANIFEST_NAME).read_text())
     assert manifest["format"] == "textgru-int8-dynamic" and manifest["torch_version"] == torch.__version__
+    via_loader = load_classifier(tmp_path / "int8", device="cpu").predict(texts)  # int8 runs on the CPU only
+    np.testing.assert_array_equal(via_loader, TextClassifier(loaded, tokenizer).predict(texts))
+    with pytest.raises(ValueError, match="textgru-int8-dynamic export, which runs on the CPU only"):
+        load_classifier(tmp_path / "int8", device="cuda")
     # ~4x smaller than the fp32 weights (8-bit weights plus per-tensor / per-row scales and pickling overhead)
     fp32_bytes = sum(p.numel() * 4 for p in trained.parameters())
     assert (tmp_path / "int8" / QUANTIZED_WEIGHTS_NAME).stat().st_size < 0.4 * fp32_bytes
@@ -223,9 +227,11 @@ def test_onnx_matches_eager_on_mixed_lengths(trained, tokenizer, test_texts, tmp
                 atol=1e-4,
             )
     assert load_classifier(tmp_path / "onnx").classify(["good"])[0]["label"] == eager.classify(["good"])[0]["label"]
-    assert isinstance(load_classifier(tmp_path / "onnx", device="cpu"), OnnxTextClassifier)
-    with pytest.raises(ValueError, match="runs on the CPU only.*save_pretrained"):  # before any GPU is needed
-        load_classifier(tmp_path / "onnx", device="cuda")
+    for cpu in ("cpu", "cpu:0", torch.device("cpu", 0)):
+        assert isinstance(load_classifier(tmp_path / "onnx", device=cpu), OnnxTextClassifier)
+    for gpu in ("cuda", "cuda:1", torch.device("cuda", 0)):
+        with pytest.raises(ValueError, match="runs on the CPU only.*save_pretrained"):  # before any GPU is needed
+            load_classifier(tmp_path / "onnx", device=gpu)
 
 
 def test_onnx_graph_is_one_bidirectional_gru_per_layer_with_sequence_lens(trained, tokenizer, tmp_path):
@@ -606,6 +612,15 @@ def test_cli_export_end_to_end(fmt, model_dir, trained, tokenizer, test_texts, t
     # a second export to the same folder needs --overwrite
     assert main(["export", str(model_dir), str(out), "--format", fmt]) == 2
     assert main(["export", str(model_dir), str(out), "--format", fmt, "--overwrite"]) == 0
+
+
+def test_load_classifier_loads_a_save_pretrained_folder_where_told(model_dir, trained, tokenizer, test_texts):
+    texts, _ = test_texts
+    reference = TextClassifier(trained, tokenizer).predict(texts)
+    for device in (None, "cpu", torch.device("cpu")):
+        predictor = load_classifier(model_dir, device=device)
+        assert next(predictor.model.parameters()).device.type == "cpu"
+        np.testing.assert_allclose(predictor.predict(texts), reference, atol=1e-6)
 
 
 def test_cli_export_bad_model_dir_is_a_clean_error(tmp_path, caplog):

@@ -929,3 +929,27 @@ def test_word_dropout_drops_whole_tokens_in_training_only():
     a, b = model(ids).pooler_output, model(ids).pooler_output
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not (model(ids, output_hidden_states=True).hidden_states[0] == 0).all(-1).any()
+
+
+def test_training_mode_gru_call_equals_the_module_and_leaves_its_mode_alone():
+    """What CUDA runs for an eval-mode forward that needs gradients (cuDNN's backward wants the `train` flag): the
+    functional call gives the module's outputs and gradients, and never flips the shared module's mode."""
+    from textgru.modeling_textgru import _gru_in_training_mode, _needs_backward
+
+    torch.manual_seed(0)
+    gru = perturb(nn.GRU(6, 5, batch_first=True)).eval()
+    x = torch.randn(3, 7, 6, requires_grad=True)
+    expected = gru(x)[0]
+    (want_x,) = torch.autograd.grad(expected.square().sum(), x)
+    want_w = torch.autograd.grad(gru(x)[0].square().sum(), gru.weight_hh_l0)[0]
+    got = _gru_in_training_mode(gru, x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    got_x, got_w = torch.autograd.grad(got.square().sum(), [x, gru.weight_hh_l0])
+    torch.testing.assert_close(got_x, want_x, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got_w, want_w, rtol=0, atol=1e-6)
+    assert not gru.training
+    assert _needs_backward(gru, x)
+    with torch.no_grad():
+        assert not _needs_backward(gru, x)
+    gru.requires_grad_(False)
+    assert not _needs_backward(gru, x.detach())

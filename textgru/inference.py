@@ -352,7 +352,7 @@ def load_classifier(path: str | os.PathLike, device=None, **kwargs) -> TextClass
         fmt = read_manifest(folder, verify=False)["format"]
         if fmt not in (ONNX_FORMAT, INT8_FORMAT):
             raise ValueError(f"{folder}: unknown export format {fmt!r}.")
-        if device is not None and str(device) != "cpu":
+        if device is not None and _device_type(device) != "cpu":
             raise ValueError(
                 f"{folder} is a {fmt} export, which runs on the CPU only; drop device={device!r}, or load the "
                 "fp32 model folder (written by save_pretrained) to run on that device."
@@ -366,6 +366,12 @@ def load_classifier(path: str | os.PathLike, device=None, **kwargs) -> TextClass
     if device is not None:
         model = model.to(device)
     return TextClassifier(model, _load_tokenizer(folder), **kwargs)
+
+
+def _device_type(device) -> str:
+    import torch
+
+    return torch.device(device).type  # "cpu", "cpu:0", torch.device("cpu", 0) and 0 (CUDA) all read right
 
 
 def _load_tokenizer(folder: Path):

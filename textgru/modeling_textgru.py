@@ -10,9 +10,10 @@ right-padded input; the backward GRU reads every sequence reversed *within its o
 tokens always come before padding and both directions run the plain padded GRU. Outputs at real
 positions therefore never depend on padding or on the other rows of the batch. Under ``torch.no_grad``, when
 a quarter or more of the batch is padding, the same weights run on packed sequences, which skips the padded
-steps (faster inference, same result); there
+steps (faster inference, same result); there, on the CPU,
 both directions run as one bidirectional GRU call, which on packed sequences starts each row's backward pass at
-its own last token, so no reversal is needed.
+its own last token, so no reversal is needed (on CUDA each direction runs packed on its own: see
+``TextGRUBidirectionalLayer.forward``).
 The measurements behind this choice are in ``docs/design.md`` (``benchmarks/bench_rnn_paths.py``).
 
 Training on a CPU runs the same padded computation through ``_StepwiseGRU``, an autograd function that advances
@@ -212,6 +213,23 @@ class _StepwiseGRU(torch.autograd.Function):
 _GRU_WEIGHTS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
 
+def _needs_backward(gru: nn.GRU, x: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in gru.parameters()))
+
+
+def _gru_in_training_mode(gru: nn.GRU, x: torch.Tensor) -> torch.Tensor:
+    """`gru(x)[0]` for a batch-first, single-layer, unidirectional `nn.GRU`, computed with the `train` flag on.
+
+    cuDNN runs a GRU's backward only after a forward in training mode. For these dropout-free single-layer GRUs the
+    flag changes nothing else, so an eval-mode forward that needs gradients on CUDA (explanations, gradient probes)
+    calls the op with it directly. The module's own `training` is left alone, so other threads using the model
+    are unaffected; forward hooks registered on the `nn.GRU` module do not run on this path.
+    """
+    initial = x.new_zeros(1, x.size(0), gru.hidden_size)
+    weights = [getattr(gru, name) for name in _GRU_WEIGHTS]  # the parameters themselves, as the packed path passes
+    return torch.gru(x, initial, weights, True, 1, 0.0, True, False, True)[0]
+
+
 class TextGRUBidirectionalLayer(nn.Module):
     """One recurrent layer: a forward GRU and (optionally) a backward GRU, exact under right padding."""
 
@@ -224,16 +242,9 @@ class TextGRUBidirectionalLayer(nn.Module):
 
     def _run(self, gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, packed: bool) -> torch.Tensor:
         if not packed:
-            if gru.training or not torch.is_grad_enabled() or x.device.type != "cuda":
-                return gru(x)[0]
-            # cuDNN runs a GRU's backward only after a forward in training mode. For these single-layer GRUs
-            # without dropout the mode changes nothing else, so an eval-mode forward that needs gradients
-            # (explanations, gradient probes) runs in training mode.
-            gru.training = True
-            try:
-                return gru(x)[0]
-            finally:
-                gru.training = False
+            if x.device.type == "cuda" and not gru.training and _needs_backward(gru, x):
+                return _gru_in_training_mode(gru, x)
+            return gru(x)[0]
         # while tracing, no sort: the exported ONNX GRU takes `sequence_lens` in any order (see `trace_packed`)
         seq = nn.utils.rnn.pack_padded_sequence(
             x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=torch.jit.is_tracing()
