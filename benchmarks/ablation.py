@@ -475,12 +475,14 @@ def plot(runs: list[dict], datasets: list[str], modes: list[str], out: Path, tes
     styles = {"none": "C3o-", "add": "C0s-", "gated": "C2^-", "none-noln": "C1v--"}
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
+        seeds = []  # seeds per plotted cell, for the error bars' label
         for mode in modes:
             mine = [r for r in runs if r["dataset"] == dataset and r["residual"] == mode]
             depths = sorted({r["depth"] for r in mine})
             if not depths:
                 continue
             accs = [[100 * r["test_accuracy"] for r in mine if r["depth"] == d] for d in depths]
+            seeds += [len(a) for a in accs]
             n_test = test_sizes.get(dataset) or 1
             errors = [np.std(a, ddof=1) if len(a) > 1 else np.sqrt(a[0] * (100 - a[0]) / n_test) for a in accs]
             ax.errorbar(
@@ -493,7 +495,13 @@ def plot(runs: list[dict], datasets: list[str], modes: list[str], out: Path, tes
             )
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({r["depth"] for r in runs}), [str(d) for d in sorted({r["depth"] for r in runs})])
-        ax.set(title=f"{dataset} (error bars: ±1 std over seeds)", xlabel="stacked GRU layers")
+        if min(seeds) > 1:
+            bars = "±1 std over seeds"
+        elif max(seeds) == 1:
+            bars = "±1 binomial s.e."
+        else:
+            bars = "±1 std over seeds; one seed: binomial s.e."
+        ax.set(title=f"{dataset} (error bars: {bars})", xlabel="stacked GRU layers")
         ax.set(ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -550,7 +558,7 @@ def merge(report: dict, args: argparse.Namespace) -> dict:
     report["meta"]["merged_from"] = [str(folder) for folder in args.merge]
     for i, folder in enumerate(args.merge):
         other = json.loads((folder / "ablation.json").read_text())
-        if i == 0 and not seen:  # the report's flags and machine: a shard's, not this merge call's
+        if i == 0 and not seen:  # a new report takes the first shard's flags and machine, not this merge call's
             report["meta"]["args"] = other["meta"]["args"]
             report["meta"]["environment"] = other["meta"].get("environment")
         for name, info in other["meta"].get("data", {}).items():
@@ -560,6 +568,13 @@ def merge(report: dict, args: argparse.Namespace) -> dict:
         seen.update(_key(r) for r in new)
         report["runs"].extend(new)
         logger.info("%s: %d runs added, %d already there", folder, len(new), len(other["runs"]) - len(new))
+    for dataset in {r["dataset"] for r in report["runs"]}:  # the tables pool runs by data set, depth and mode
+        found = {json.dumps(r["settings"], sort_keys=True) for r in report["runs"] if r["dataset"] == dataset}
+        if len(found) > 1:
+            raise ValueError(
+                f"--merge: the {dataset} runs were made with different settings, which the tables would average "
+                f"together: {sorted(found)}. Merge runs of one setting into each --out folder."
+            )
     report["runs"].sort(key=lambda r: (r["seed"], r["dataset"], r["depth"], list(MODES).index(r["residual"])))
     if report["runs"]:
         write_report(report, args.out)
@@ -581,13 +596,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     path = args.out / "ablation.json"
     report = json.loads(path.read_text()) if path.is_file() else {"meta": {}, "runs": []}
+    report["meta"].setdefault("data", {})
+    if args.merge:  # the report keeps its own flags and machine (or takes the first shard's): see merge()
+        return merge(report, args)
     report["meta"].update(
         args={k: _jsonable(v) for k, v in vars(args).items()},
         environment=environment(),
     )
-    report["meta"].setdefault("data", {})
-    if args.merge:
-        return merge(report, args)
     todo = [
         job
         for job in plan(args)

@@ -14,7 +14,7 @@ with random weights. It times, interleaved over `--repeats` rounds (medians repo
 
 Every figure in fp32 (TF32 as torch's defaults allow: on for cuDNN, off for matmuls) and under bf16 autocast.
 
-    python benchmarks/gpu_speed.py --json benchmarks/results/gpu_speed.json          # on a CUDA machine
+    python benchmarks/gpu_speed.py --repeats 7 --json benchmarks/results/gpu_speed.json  # on a CUDA machine
     python benchmarks/gpu_speed.py --device cpu --quick                              # smoke run anywhere
 """
 

@@ -94,6 +94,18 @@ def test_merge_combines_shards_once_and_trains_nothing(quick_run, tmp_path):
     on_disk = json.loads((merged / "ablation.json").read_text())
     assert on_disk["runs"] == result["runs"] and "| 1 |" in (merged / "ablation.md").read_text()
     assert set(on_disk["meta"]["data"]) == {"sst2", "imdb"}
+    shard_meta = json.loads((out / "ablation.json").read_text())["meta"]
+    assert on_disk["meta"]["args"] == shard_meta["args"]  # the first shard's flags, not the merge call's defaults
+    assert on_disk["meta"]["args"]["quick"] and on_disk["meta"]["environment"] == shard_meta["environment"]
+
+    other = tmp_path / "other-width"  # runs made with another setting must not be averaged into the same cells
+    other.mkdir()
+    changed = json.loads((shard / "ablation.json").read_text())
+    for run in changed["runs"]:
+        run["settings"]["hidden"] += 1
+    (other / "ablation.json").write_text(json.dumps(changed))
+    with pytest.raises(ValueError, match="different settings"):
+        ablation.main(["--out", str(tmp_path / "mixed"), "--merge", str(shard), str(other)])
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error where no GPU is visible")

@@ -204,11 +204,16 @@ def test_gpu_speed_reports_every_figure_on_the_cpu(speed, tmp_path):
         textgru, plain = (report["training"][n][precision] for n in ("textgru", "plain-bigru"))
         assert textgru["real_tokens_per_s"] > 0 and 0 <= textgru["padding"] < plain["padding"]  # grouped vs random
         assert report["training"][f"textgru_vs_plain_{precision}"] > 0
-    with pytest.raises(SystemExit):  # no GPU here: a clear error, not a crash
-        if not __import__("torch").cuda.is_available():
-            module.parse_args(["--device", "cuda"])
-        else:
-            raise SystemExit
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error where no GPU is visible")
+def test_gpu_speed_without_a_gpu_is_a_clear_error(capsys):
+    spec = importlib.util.spec_from_file_location("textgru_gpu_speed", BENCHMARKS / "gpu_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit):
+        module.parse_args(["--device", "cuda"])
+    assert "no CUDA device is visible" in capsys.readouterr().err
 
 
 @pytest.mark.slow
