@@ -181,8 +181,8 @@ def main(argv=None) -> dict:
     singles = batches_on(inputs["sst2"][: args.n_single], 1, pad_id, device)
 
     inference = {(m, d, p): [] for m in MODELS for d in (*inputs, "sst2-batch1") for p in ("fp32", "bf16")}
-    training = {(m, p): [] for m in ("textgru", "plain-bigru") for p in ("fp32", "bf16")}
     trained = ("textgru", "plain-bigru")
+    training = {(m, p): [] for m in trained for p in ("fp32", "bf16")}
     fused = device.type == "cuda"
     optimizers = {m: torch.optim.AdamW(models[m].parameters(), lr=1e-3, fused=fused) for m in trained}
     lengths = [max(len(t), 1) for t in train_ids]

@@ -288,8 +288,7 @@ class TextClassifier(_Classifier):
         param = next(self.model.parameters(), None)  # None: an int8 copy may hold no fp32 parameter
         ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
         if param is not None and param.device.type != "cpu":
-            device = param.device
-            ids, mask = ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+            ids, mask = ids.to(param.device), mask.to(param.device)
         with torch.inference_mode():  # no_grad without version-counter bookkeeping: ~15% faster at batch 1
             out = self.model(input_ids=ids, attention_mask=mask)
         return out.logits.float().cpu().numpy()
