@@ -82,7 +82,7 @@ class _TokenizedTorch:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# textgru: eager fp32, int8, ONNX
+# textgru: eager fp32, int8, ONNX, native int8
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -170,6 +170,27 @@ class TextGRUOnnxInt8:
         export_onnx(_textgru_fp32(ctx), ctx.tokenizer, folder, overwrite=True, int8=True)
 
     load = TextGRUOnnx.load
+
+
+class TextGRUNativeInt8:
+    name = "textgru-native-int8"
+    IMPORTS = (*_TEXTGRU_IMPORTS, "textgru.native")
+    description = (
+        "the same TextGRU run by textgru's fused int8 GRU kernels on numpy (textgru.native.export_native; "
+        "compiled at first use)"
+    )
+
+    @staticmethod
+    def build(ctx: Context, folder: Path) -> None:
+        from textgru.native import export_native
+
+        export_native(_textgru_fp32(ctx), ctx.tokenizer, folder, overwrite=True)
+
+    @staticmethod
+    def load(folder: Path, threads: int, max_tokens: int):
+        from textgru.native import NativeTextClassifier
+
+        return NativeTextClassifier(folder, max_length=max_tokens, batch_size=ONE_BATCH)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -336,7 +357,17 @@ class FastText:
 
 CONTENDERS = {
     c.name: c
-    for c in (TextGRUEager, TextGRUInt8, TextGRUOnnx, TextGRUOnnxInt8, PlainBiGRU, DistilBert, TfidfLogReg, FastText)
+    for c in (
+        TextGRUEager,
+        TextGRUInt8,
+        TextGRUOnnx,
+        TextGRUOnnxInt8,
+        TextGRUNativeInt8,
+        PlainBiGRU,
+        DistilBert,
+        TfidfLogReg,
+        FastText,
+    )
 }
 
 

@@ -1,8 +1,8 @@
 """Export fidelity of the fast formats: label agreement and logit differences vs eager fp32 on real test sets.
 
-Exports a trained classifier folder (model + tokenizer, e.g. a recipe's output) to ONNX, int8 ONNX and int8,
-classifies the full SST-2 test set and a seeded sample of IMDB test reviews (truncated at `--max-tokens`) with each,
-and reports, per format and data set, the share of texts whose label matches eager fp32 and the largest
+Exports a trained classifier folder (model + tokenizer, e.g. a recipe's output) to ONNX, int8 ONNX, native int8 and
+int8, classifies the full SST-2 test set and a seeded sample of IMDB test reviews (truncated at `--max-tokens`) with
+each, and reports, per format and data set, the share of texts whose label matches eager fp32 and the largest
 |logit difference|. This measures fidelity, not accuracy, so a model trained on SST-2 may be used on IMDB reviews too.
 
     python benchmarks/agreement.py outputs/sst2 --n-imdb 1000 --out benchmarks/results/agreement.json
@@ -30,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-imdb", type=int, default=1000, help="IMDB test reviews (seeded sample; default 1000).")
     p.add_argument("--max-tokens", type=int, default=512, help="Truncate texts at this many tokens (default 512).")
     p.add_argument("--batch-size", type=int, default=64)
-    formats = ["onnx", "onnx-int8", "int8"]
+    formats = ["onnx", "onnx-int8", "native-int8", "int8"]
     p.add_argument("--formats", nargs="+", default=formats, choices=formats)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="Write the results as JSON here.")
@@ -49,6 +49,7 @@ def main(argv=None) -> dict:
 
     from textgru.export import export_onnx, quantize_dynamic, save_quantized
     from textgru.inference import TextClassifier, load_classifier
+    from textgru.native import export_native
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     model = AutoModelForSequenceClassification.from_pretrained(args.model_dir).eval()
@@ -65,6 +66,8 @@ def main(argv=None) -> dict:
             folder = Path(work) / fmt
             if fmt in ("onnx", "onnx-int8"):
                 export_onnx(model, tokenizer, folder, int8=fmt == "onnx-int8")
+            elif fmt == "native-int8":
+                export_native(model, tokenizer, folder)
             else:
                 save_quantized(quantize_dynamic(model), folder, tokenizer=tokenizer)
             classifier = load_classifier(folder, max_length=args.max_tokens, batch_size=args.batch_size)

@@ -1,6 +1,6 @@
 """The `textgru` command line. One sub-command per task; `textgru --help` lists them.
 
-    textgru export MODEL_DIR OUTPUT_DIR --format onnx|onnx-int8|int8 [--check-text "..."]
+    textgru export MODEL_DIR OUTPUT_DIR --format onnx|onnx-int8|native-int8|int8 [--check-text "..."]
 
 A new sub-command is a function `_add_<name>(subparsers)` that registers its parser and sets `func`.
 """
@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .kernels import KernelUnavailableError
+
 logger = logging.getLogger("textgru.cli")
 
 
@@ -20,6 +22,7 @@ def _export(args: argparse.Namespace) -> int:
 
     from .export import export_onnx, quantize_dynamic, save_quantized
     from .inference import TextClassifier, load_classifier
+    from .native import export_native
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(args.model_dir).eval()
@@ -31,6 +34,8 @@ def _export(args: argparse.Namespace) -> int:
         ) from err
     if args.format == "int8":
         save_quantized(quantize_dynamic(model), args.output_dir, tokenizer=tokenizer, overwrite=args.overwrite)
+    elif args.format == "native-int8":
+        export_native(model, tokenizer, args.output_dir, check_texts=args.check_text, overwrite=args.overwrite)
     else:
         export_onnx(
             model,
@@ -56,19 +61,23 @@ def _export(args: argparse.Namespace) -> int:
 def _add_export(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="Export a trained model for fast CPU inference (ONNX, int8 ONNX or int8 PyTorch).",
+        help="Export a trained model for fast CPU inference (ONNX, int8 ONNX, native int8 or int8 PyTorch).",
         description="Export a saved TextGRU classifier to a fast inference format. onnx (recommended): ONNX graph "
         "for onnxruntime, one fused bidirectional GRU op per layer that stops each text at its own length; exact "
         "(checked against PyTorch before saving), several times faster than eager PyTorch at batch size 1, "
         'somewhat faster on batches; needs pip install "textgru[export]". onnx-int8: the ONNX graph with its GRUs '
         "rewritten as Scans and quantised to int8 by onnxruntime: ~3.5x smaller, approximate (label agreement "
-        "written to the manifest), the fastest on length-sorted batches, slower than onnx at batch size 1. "
+        "written to the manifest), slower than onnx at batch size 1. native-int8: textgru's own fused int8 GRU "
+        "kernels, compiled at first use (needs a C compiler), run on numpy: the fastest on batches, approximate "
+        "(checked against PyTorch before saving). "
         "int8: PyTorch dynamic quantisation (torch.ao, deprecated upstream; GRU, Linear and embedding weights in "
         "8 bits: ~4x smaller, approximate). See docs/benchmarks.md for measured figures.",
     )
     parser.add_argument("model_dir", help="Folder written by save_pretrained (model and tokenizer).")
     parser.add_argument("output_dir", help="Folder to create.")
-    parser.add_argument("--format", choices=["onnx", "onnx-int8", "int8"], required=True, help="Export format.")
+    parser.add_argument(
+        "--format", choices=["onnx", "onnx-int8", "native-int8", "int8"], required=True, help="Export format."
+    )
     parser.add_argument(
         "--check-text",
         action="append",
@@ -101,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError, KernelUnavailableError) as err:
         logger.error("%s", err)
         return 2
 

@@ -241,6 +241,14 @@ class _Classifier:
     __call__ = classify
 
 
+def folder_max_length(folder: Path) -> int | None:
+    """`model_max_length` from an export folder's tokenizer_config.json, or None when it sets no real limit."""
+    if not (folder / "tokenizer_config.json").is_file():
+        return None
+    limit = json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
+    return int(limit) if isinstance(limit, (int, float)) and 0 < limit < _NO_LIMIT else None
+
+
 def _default_max_length(tokenizer) -> int | None:
     limit = getattr(tokenizer, "model_max_length", None)
     return int(limit) if isinstance(limit, int) and 0 < limit < _NO_LIMIT else None
@@ -324,9 +332,7 @@ class OnnxTextClassifier(_Classifier):
             raise ValueError(f"{folder} holds an encoder export (no logits); OnnxTextClassifier needs a classifier.")
         config = json.loads((folder / "config.json").read_text())
         config["pad_token_id"] = manifest.get("pad_token_id", config.get("pad_token_id"))
-        if max_length is None and (folder / "tokenizer_config.json").is_file():
-            limit = json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
-            max_length = int(limit) if isinstance(limit, (int, float)) and 0 < limit < _NO_LIMIT else None
+        max_length = max_length if max_length is not None else folder_max_length(folder)
         self.session = onnx_session(folder / ONNX_NAME, intra_op_num_threads)
         super().__init__(fast_backend(folder), config, max_length, batch_size, sort_by_length)
 
@@ -334,22 +340,23 @@ class OnnxTextClassifier(_Classifier):
         return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
 
 
-def load_classifier(path: str | os.PathLike, device=None, **kwargs) -> TextClassifier | OnnxTextClassifier:
-    """Predictor for any saved TextGRU classifier folder: `save_pretrained` (fp32), int8 or ONNX export.
+def load_classifier(path: str | os.PathLike, device=None, **kwargs) -> _Classifier:
+    """Predictor for any saved TextGRU classifier folder: `save_pretrained` (fp32), int8, ONNX or native int8 export.
 
     Args:
         path: The folder.
         device: Where a `save_pretrained` (fp32) model runs, e.g. `"cuda"` (default: the CPU). The int8 and ONNX
             exports run on the CPU only; any other device for them is an error.
         **kwargs: Passed to the predictor (`max_length`, `batch_size`, `sort_by_length`; `intra_op_num_threads`
-            for ONNX).
+            for ONNX; `generic`, `table_max_bytes` for native int8).
     """
     from .export import INT8_FORMAT, MANIFEST_NAME, ONNX_FORMAT, load_quantized, read_manifest
+    from .native import NATIVE_FORMAT, NativeTextClassifier
 
     folder = Path(path)
     if (folder / MANIFEST_NAME).is_file():
         fmt = read_manifest(folder, verify=False)["format"]
-        if fmt not in (ONNX_FORMAT, INT8_FORMAT):
+        if fmt not in (ONNX_FORMAT, INT8_FORMAT, NATIVE_FORMAT):
             raise ValueError(f"{folder}: unknown export format {fmt!r}.")
         if device is not None and _device_type(device) != "cpu":
             raise ValueError(
@@ -358,6 +365,8 @@ def load_classifier(path: str | os.PathLike, device=None, **kwargs) -> TextClass
             )
         if fmt == ONNX_FORMAT:
             return OnnxTextClassifier(folder, **kwargs)
+        if fmt == NATIVE_FORMAT:
+            return NativeTextClassifier(folder, **kwargs)
         return TextClassifier(load_quantized(folder), _load_tokenizer(folder), **kwargs)
     from transformers import AutoModelForSequenceClassification
 

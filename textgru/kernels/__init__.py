@@ -1,0 +1,117 @@
+"""Build and load textgru's C kernels (`int8_gru.c`) for the native int8 inference path (`textgru.native`).
+
+The source ships with textgru; the shared library is compiled at first use with the machine's C compiler
+(`$CC`, else `cc`, `gcc` or `clang`) for this CPU (`-O3 -march=native`), then cached under
+`$TEXTGRU_CACHE` (default `~/.cache/textgru/kernels`), keyed by the source, the flags, the compiler and the CPU, so
+a cache shared between machines never hands one CPU another's build. Nothing is compiled at install time, and
+nothing else in textgru needs a compiler.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("int8_gru.c")
+_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fPIC", "-shared"]
+_LOCK = threading.Lock()
+_LOADED: dict[bool, ctypes.CDLL] = {}
+
+
+class KernelUnavailableError(RuntimeError):
+    """The native kernels cannot be built on this machine (no C compiler, or the build failed)."""
+
+
+def _cache_dir() -> Path:
+    root = (
+        os.environ.get("TEXTGRU_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "textgru"
+    )
+    return Path(root) / "kernels"
+
+
+def _compiler() -> str:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    raise KernelUnavailableError(
+        "textgru's native int8 path compiles a small C kernel at first use and found no C compiler ($CC, cc, gcc "
+        "or clang). Install one (e.g. `apt install gcc`, `xcode-select --install`), or use the onnx-int8 format "
+        "(`textgru export MODEL_DIR OUT --format onnx-int8`), which needs none."
+    )
+
+
+def _cpu_signature() -> str:
+    try:  # the flags line names the instruction sets -march=native builds for
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return f"{platform.machine()}|{platform.processor()}|{flags}"
+
+
+def _build(generic: bool) -> Path:
+    cc = _compiler()
+    flags = _FLAGS + (["-DTEXTGRU_GENERIC"] if generic else [])
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        raise KernelUnavailableError(f"Could not run the C compiler {cc} ({err}).") from err
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), *flags, version, _cpu_signature()]).encode()).hexdigest()
+    target = _cache_dir() / f"int8_gru-{key[:20]}.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("Compiling textgru's int8 kernels with %s (once per machine; a few seconds).", cc)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        errors = ""
+        for libs in (["-lmvec", "-lm"], ["-lm"]):  # libmvec (glibc) vectorises expf; elsewhere plain libm
+            done = subprocess.run([cc, *flags, "-o", str(built), str(SOURCE), *libs], capture_output=True, text=True)
+            if done.returncode == 0:
+                os.replace(built, target)  # atomic: a concurrent build or reader never sees half a file
+                return target
+            errors = done.stderr
+        raise KernelUnavailableError(
+            f"Compiling {SOURCE.name} with {cc} failed:\n{errors[-2000:]}\nUse the onnx-int8 format instead "
+            "(`textgru export MODEL_DIR OUT --format onnx-int8`), or report the error with your compiler version."
+        )
+
+
+def load(generic: bool = False) -> ctypes.CDLL:
+    """The compiled kernels (built on first use, then cached).
+
+    Args:
+        generic: Build without the AVX512-VNNI code (plain C integer loops), e.g. to test that path; by default
+            the VNNI code is used where `-march=native` says the CPU has it.
+    """
+    with _LOCK:
+        if generic not in _LOADED:
+            lib = ctypes.CDLL(str(_build(generic)))
+            p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+            lib.textgru_has_vnni.restype = i
+            lib.textgru_has_vnni.argtypes = []
+            lib.textgru_qgemm.restype = None
+            lib.textgru_qgemm.argtypes = [p, i, p, i, p, i, i, p, p, p, p, i]
+            lib.textgru_layer_norm.restype = None
+            lib.textgru_layer_norm.argtypes = [p, i, i, i, p, p, f, p, i]
+            lib.textgru_quantize_rows.restype = None
+            lib.textgru_quantize_rows.argtypes = [p, i, i, i, p, p, f, p, i, p, p]
+            lib.textgru_gru_direction.restype = None
+            lib.textgru_gru_direction.argtypes = [p, i, p, p, p, i, p, i, i, i, p, p, p, i, p, i, i, p, p, p, p]
+            lib.textgru_attention_pool.restype = None
+            lib.textgru_attention_pool.argtypes = [p, i, p, i, i, p, i, p, p, i, p, p, p]
+            _LOADED[generic] = lib
+        return _LOADED[generic]
+
+
+__all__ = ["KernelUnavailableError", "load", "SOURCE"]

@@ -1,0 +1,468 @@
+"""Native int8 inference: a TextGRU classifier run by textgru's own fused int8 kernels, on numpy, without torch.
+
+The fastest CPU format for batches (`textgru export MODEL_DIR OUT --format native-int8`; docs/benchmarks.md):
+
+- every GRU runs one fused C loop per direction (`textgru/kernels/int8_gru.c`): per time step one int8 product of
+  the state with the recurrent weights (AVX512-VNNI where the CPU has it), then the gate math, the state's
+  quantisation and the residual add in one pass over the gates. onnxruntime's int8 graph needs ~15 kernels a step;
+- the batch is packed: only real tokens are computed (no padded steps, rows stop at their own length, the
+  backward direction starts at each row's last token), so results do not depend on how a batch is padded;
+- input products (and the skip projection and attention scorer) are one int8 product over all tokens of a layer,
+  each token quantised on its own after the layer norm, each row's state at every step on its own too; weights
+  are int8 per output feature. So a text's logits do not depend on the other texts in its batch (up to fp32
+  rounding in the classifier). Layer 0's input products depend on the token alone and come from an exact fp32
+  table over the vocabulary (`table_max_bytes`); the attention softmax, pooling and classifier stay fp32.
+
+The kernels are compiled at first use with the machine's C compiler and cached (`textgru.kernels`). The format is a
+folder with the fp32 `config.json`, the tokenizer, `native_int8.npz` (int8 weights with their scales, the rest
+fp16/fp32) and the `textgru_export.json` manifest of `textgru.export`; `load_classifier` reads it. It is
+approximate like every int8 format: `export_native` checks the logits against eager PyTorch before saving and
+records the largest difference and the label agreement in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels
+from .inference import _Classifier, fast_backend, folder_max_length
+
+logger = logging.getLogger(__name__)
+
+NATIVE_FORMAT = "textgru-native-int8"
+NATIVE_WEIGHTS_NAME = "native_int8.npz"
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output feature: `weight (N, K) ~= q * scale[:, None]`, `q` in [-127, 127]."""
+    weight = np.asarray(weight, dtype=np.float32)
+    amax = np.abs(weight).max(axis=1) if weight.size else np.zeros(len(weight), np.float32)
+    scale = np.where(amax > 0, amax / 127, 1).astype(np.float32)
+    return np.clip(np.rint(weight / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+class _QLinear:
+    """An int8 linear map in the kernels' layout: weights packed [N/16][K/4][16][4], N and K padded with zeros."""
+
+    def __init__(self, lib, qweights: Sequence[np.ndarray], scales: Sequence[np.ndarray], biases: Sequence):
+        # several maps with the same input (both directions' input products) become one, each padded to 16 outputs
+        self.lib = lib
+        self.k = qweights[0].shape[1]
+        self.kp = _round_up(self.k, 4)
+        self.block = _round_up(qweights[0].shape[0], 16)  # padded outputs of each part
+        packed, scale, bias = [], [], []
+        for q, s, b in zip(qweights, scales, biases):
+            n = q.shape[0]
+            padded = np.zeros((self.block, self.kp), np.int8)
+            padded[:n, : self.k] = q
+            packed.append(padded.reshape(self.block // 16, 16, self.kp // 4, 4).transpose(0, 2, 1, 3))
+            scale.append(np.pad(s, (0, self.block - n), constant_values=1))
+            bias.append(np.pad(np.zeros(n, np.float32) if b is None else b, (0, self.block - n)))
+        self.weight = np.ascontiguousarray(np.concatenate(packed))
+        self.np = self.block * len(qweights)
+        self.scale = np.ascontiguousarray(np.concatenate(scale), dtype=np.float32)
+        self.bias = np.ascontiguousarray(np.concatenate(bias), dtype=np.float32)
+        colsum = np.concatenate([p.reshape(self.block // 16, -1, 16, 4).sum(axis=(1, 3)).reshape(-1) for p in packed])
+        self.offset = np.ascontiguousarray(128 * colsum, dtype=np.int32)  # cancels the +128 of the activations
+
+    def __call__(self, q: np.ndarray, qscale: np.ndarray) -> np.ndarray:
+        y = np.empty((len(q), self.np), np.float32)
+        self.lib.textgru_qgemm(
+            _ptr(q), self.kp, _ptr(qscale), len(q), _ptr(self.weight), self.kp, self.np,
+            _ptr(self.scale), _ptr(self.offset), _ptr(self.bias), _ptr(y), self.np,
+        )  # fmt: skip
+        return y
+
+
+class NativeInt8Model:
+    """A `TextGRUForSequenceClassification` forward pass through the int8 kernels (CPU, numpy in and out).
+
+    Args:
+        config: The model's config as a dict (`TextGRUConfig.to_dict()`).
+        arrays: The weights, as `state_arrays` returns them (or `native_int8.npz` holds them).
+        generic: Use the plain-C kernels even where the CPU has AVX512-VNNI (the same integer arithmetic).
+        table_max_bytes: The first layer's input products (and its skip path) depend on the token alone, so they
+            are precomputed in fp32 for the whole vocabulary when that table fits in this many bytes (default
+            256 MiB; 64 MiB for a 16k vocabulary at the default width): exact, and the layer's int8 products are
+            skipped. 0 turns it off.
+
+    >>> native = NativeInt8Model.from_model(model)  # doctest: +SKIP
+    >>> logits = native(input_ids, attention_mask)  # numpy (batch, num_labels)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, config: dict, arrays: dict[str, np.ndarray], generic: bool = False, table_max_bytes: int = 256 << 20
+    ):
+        self.lib = kernels.load(generic)
+        self.config = config
+        self.hidden = int(config["hidden_size"])
+        self.directions = 2 if config.get("bidirectional", True) else 1
+        self.width = self.hidden * self.directions
+        self.residual = config.get("residual", "add")
+        self.pooling = config.get("pooling", "attention")
+        self.eps = float(arrays.get("layer_norm_eps", np.float32(1e-5)))
+        try:
+            self.embeddings = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
+            self.layers = [self._layer(arrays, i) for i in range(int(config["num_hidden_layers"]))]
+            self.final_norm = self._norm(arrays, "final_norm")
+            self.classifier = (arrays["classifier.weight"].astype(np.float32), arrays["classifier.bias"])
+            if self.pooling == "attention":
+                self.scorer = self._linear(arrays, ["pooler.scorer"])
+                self.heads = np.ascontiguousarray(arrays["pooler.heads.weight"], dtype=np.float32)  # (heads, A)
+        except KeyError as err:
+            raise ValueError(f"Native int8 weights are missing {err} for this config; re-export the model.") from err
+        self.table = None
+        if self.layers:
+            first = self.layers[0]
+            table_bytes = 4 * len(self.embeddings) * (first["ih"].np + self.width)
+            if table_bytes <= table_max_bytes:
+                self.table = self._first_layer_table(arrays)
+
+    def _first_layer_table(self, arrays) -> tuple[np.ndarray, np.ndarray | None]:
+        """fp32 input products of layer 0 for every token id, in the kernels' column layout, and its skip path."""
+        emb, first, p = self.embeddings, self.layers[0], "layers.0"
+        normed = emb
+        if first["norm"] is not None:
+            mean = emb.mean(1, keepdims=True)
+            normed = (emb - mean) / np.sqrt(emb.var(1, keepdims=True) + self.eps) * first["norm"][0] + first["norm"][1]
+        products = np.zeros((len(emb), first["ih"].np), np.float32)
+        for d, name in enumerate(["forward", "backward"][: self.directions]):
+            weight = arrays[f"{p}.{name}.ih.fweight"]
+            block = first["ih"].block
+            products[:, d * block : d * block + 3 * self.hidden] = normed @ weight.T + arrays[f"{p}.{name}.ih.bias"]
+        skip = None
+        if self.residual != "none":
+            skip = emb
+            if first["projection"] is not None:
+                skip = emb @ arrays[f"{p}.projection.fweight"].T
+            skip = np.ascontiguousarray(skip, dtype=np.float32)
+        return products, skip
+
+    @staticmethod
+    def _norm(arrays, name):
+        return (arrays[f"{name}.weight"], arrays[f"{name}.bias"]) if f"{name}.weight" in arrays else None
+
+    def _linear(self, arrays, names, biases=None) -> _QLinear:
+        biases = biases or [None] * len(names)
+        qs = [arrays[f"{n}.qweight"] for n in names]
+        return _QLinear(self.lib, qs, [arrays[f"{n}.scale"] for n in names], [b for b in biases])
+
+    def _layer(self, arrays, i) -> dict:
+        p, dirs = f"layers.{i}", ["forward", "backward"][: self.directions]
+        layer = {
+            "norm": self._norm(arrays, f"{p}.norm"),
+            "ih": self._linear(arrays, [f"{p}.{d}.ih" for d in dirs], [arrays[f"{p}.{d}.ih.bias"] for d in dirs]),
+            "hh": [self._linear(arrays, [f"{p}.{d}.hh"], [arrays[f"{p}.{d}.hh.bias"]]) for d in dirs],
+            "projection": self._linear(arrays, [f"{p}.projection"]) if f"{p}.projection.qweight" in arrays else None,
+            "gate": (arrays[f"{p}.gate.weight"].T.copy(), arrays[f"{p}.gate.bias"])
+            if self.residual == "gated"
+            else None,
+        }
+        if layer["ih"].block < 3 * self.hidden or layer["hh"][0].k != self.hidden:
+            raise ValueError(f"Native int8 weights of layer {i} do not fit hidden_size={self.hidden}; re-export.")
+        return layer
+
+    @classmethod
+    def from_model(cls, model, **kwargs) -> NativeInt8Model:
+        """Quantise a fp32 `TextGRUForSequenceClassification` (any residual, pooling and depth); `kwargs` as for
+        the constructor (`generic`, `table_max_bytes`)."""
+        return cls(model.config.to_dict(), state_arrays(model), **kwargs)
+
+    def _quantize(self, x: np.ndarray, norm) -> tuple[np.ndarray, np.ndarray]:
+        m, k = x.shape
+        q, scale = np.empty((m, _round_up(k, 4)), np.uint8), np.empty(m, np.float32)
+        gamma, beta = (None, None) if norm is None else (_ptr(norm[0]), _ptr(norm[1]))
+        scratch = np.empty(k, np.float32)
+        self.lib.textgru_quantize_rows(_ptr(x), k, m, k, gamma, beta, self.eps, _ptr(q), q.shape[1], _ptr(scale),
+                                       _ptr(scratch))  # fmt: skip
+        return q, scale
+
+    def _run_layer(
+        self, layer: dict, x: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, ids: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One residual block on packed tokens `x`; with `ids`, `x` is unused and layer 0's table is read."""
+        hidden, width = self.hidden, self.width
+        if ids is not None:  # layer 0 from the per-token table
+            xproj, index = self.table[0], ids
+            tokens = len(ids)
+            skip = self.table[1][ids] if self.table[1] is not None else None
+        else:
+            xproj, index = layer["ih"](*self._quantize(x, layer["norm"])), None  # (tokens, directions * block)
+            tokens, skip = len(x), x
+            if layer["projection"] is not None:
+                skip = np.ascontiguousarray(layer["projection"](*self._quantize(x, None))[:, :width])
+        accumulate = self.residual == "add"
+        out = skip.copy() if accumulate else np.zeros((tokens, width), np.float32)  # (tokens, width)
+        batch = len(lengths)
+        for d, hh in enumerate(layer["hh"]):
+            h, gh = np.empty((batch, hidden), np.float32), np.empty((batch, hh.np), np.float32)
+            hq, qscale = np.empty((batch, hh.kp), np.uint8), np.empty(batch, np.float32)
+            self.lib.textgru_gru_direction(
+                _ptr(xproj) + 4 * d * layer["ih"].block, xproj.shape[1], None if index is None else _ptr(index),
+                _ptr(offsets), _ptr(lengths), batch,
+                _ptr(hh.weight), hidden, hh.kp, hh.np, _ptr(hh.scale), _ptr(hh.offset), _ptr(hh.bias), d,
+                _ptr(out) + 4 * d * hidden, width, int(accumulate), _ptr(h), _ptr(hq), _ptr(gh), _ptr(qscale),
+            )  # fmt: skip
+        if layer["gate"] is not None:  # highway: skip + sigmoid(gate([skip, update])) * (update - skip)
+            gate = 1 / (1 + np.exp(-(np.concatenate([skip, out], 1) @ layer["gate"][0] + layer["gate"][1])))
+            out = skip + gate * (out - skip)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
+        """Logits (batch, num_labels) for a batch of token ids (batch, seq_len); padding may sit anywhere."""
+        ids = np.asarray(input_ids)
+        mask = np.ones(ids.shape, bool) if attention_mask is None else np.asarray(attention_mask).astype(bool)
+        if ids.ndim != 2 or mask.shape != ids.shape:
+            raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be the same 2-D shape.")
+        lengths = mask.sum(1).astype(np.int64)
+        offsets = np.cumsum(lengths) - lengths
+        tokens = ids[mask]  # each row's real tokens in order, rows one after another
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= len(self.embeddings)):
+            raise ValueError(f"Token ids must be in [0, {len(self.embeddings)}); got {tokens.min()}..{tokens.max()}.")
+        order = np.argsort(-lengths, kind="stable")  # the kernels take rows longest first
+        sorted_offsets, sorted_lengths = np.ascontiguousarray(offsets[order]), np.ascontiguousarray(lengths[order])
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        x = None if self.table is not None else self.embeddings[tokens]  # (tokens, embedding_size)
+        for i, layer in enumerate(self.layers):
+            ids = tokens if i == 0 and self.table is not None else None
+            x = self._run_layer(layer, x, sorted_offsets, sorted_lengths, ids)
+        if self.final_norm is not None:
+            normed = np.empty_like(x)
+            self.lib.textgru_layer_norm(_ptr(x), self.width, len(x), self.width, _ptr(self.final_norm[0]),
+                                        _ptr(self.final_norm[1]), self.eps, _ptr(normed), self.width)  # fmt: skip
+            x = normed
+        weight, bias = self.classifier
+        return (self._pool(x, lengths, offsets) @ weight.T + bias).astype(np.float32)
+
+    def _pool(self, x: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Pool each row's tokens (rows of `x` packed in row order); empty rows pool to zeros, as in PyTorch."""
+        heads = self.heads.shape[0] if self.pooling == "attention" else 1
+        pooled = np.zeros((len(lengths), heads * self.width), np.float32)
+        rows = lengths > 0
+        if not rows.any():
+            return pooled
+        starts, counts = offsets[rows], lengths[rows]
+        if self.pooling == "attention":
+            scores = self.scorer(*self._quantize(x, None))  # (tokens, attention_hidden padded)
+            w = np.empty((len(x), heads), np.float32)
+            self.lib.textgru_attention_pool(_ptr(x), self.width, _ptr(scores), scores.shape[1],
+                                            self.heads.shape[1], _ptr(self.heads), heads, _ptr(offsets),
+                                            _ptr(lengths), len(lengths), _ptr(pooled), _ptr(w),
+                                            _ptr(np.empty(self.heads.shape[1], np.float32)))  # fmt: skip
+        elif self.pooling == "mean":
+            pooled[rows] = np.add.reduceat(x, starts, axis=0) / counts[:, None]
+        elif self.pooling == "max":
+            pooled[rows] = np.maximum.reduceat(x, starts, axis=0)
+        else:  # "last": the forward direction at each row's last token, the backward one at its first
+            pooled[rows] = x[starts + counts - 1]
+            if self.directions == 2:
+                pooled[rows, self.hidden :] = x[starts, self.hidden :]
+        return pooled
+
+
+def state_arrays(model) -> dict[str, np.ndarray]:
+    """The arrays `NativeInt8Model` runs on, from a fp32 `TextGRUForSequenceClassification`: what the format saves."""
+    if not hasattr(model, "classifier") or not hasattr(model, "textgru"):
+        raise ValueError(
+            f"The native int8 format needs a TextGRUForSequenceClassification, not {type(model).__name__}."
+        )
+    sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    if any(not np.isfinite(v).all() for v in sd.values()):
+        raise ValueError("The model has NaN or infinite weights; it cannot be quantised.")
+    out: dict[str, np.ndarray] = {"embeddings": sd["textgru.embeddings.weight"].astype(np.float16)}
+    norms = [m for m in model.modules() if type(m).__name__ == "LayerNorm"]
+    if norms:
+        out["layer_norm_eps"] = np.float32(norms[0].eps)
+
+    def linear(name: str, weight: np.ndarray) -> None:
+        out[f"{name}.qweight"], out[f"{name}.scale"] = quantize_weight(weight)
+        if name.startswith("layers.0."):  # fp32 too: layer 0's table (see NativeInt8Model) is exact
+            out[f"{name}.fweight"] = weight
+
+    for i in range(model.config.num_hidden_layers):
+        p = f"textgru.layers.{i}"
+        for d in ["forward", "backward"][: 2 if model.config.bidirectional else 1]:
+            linear(f"layers.{i}.{d}.ih", sd[f"{p}.rnn.{d}_gru.weight_ih_l0"])
+            linear(f"layers.{i}.{d}.hh", sd[f"{p}.rnn.{d}_gru.weight_hh_l0"])
+            out[f"layers.{i}.{d}.ih.bias"] = sd[f"{p}.rnn.{d}_gru.bias_ih_l0"]
+            out[f"layers.{i}.{d}.hh.bias"] = sd[f"{p}.rnn.{d}_gru.bias_hh_l0"]
+        if f"{p}.projection.weight" in sd:
+            linear(f"layers.{i}.projection", sd[f"{p}.projection.weight"])
+        for name in ("norm.weight", "norm.bias", "gate.weight", "gate.bias"):
+            if f"{p}.{name}" in sd:
+                out[f"layers.{i}.{name}"] = sd[f"{p}.{name}"]
+    if "textgru.pooler.scorer.weight" in sd:
+        linear("pooler.scorer", sd["textgru.pooler.scorer.weight"])
+    for name in ("final_norm.weight", "final_norm.bias", "pooler.heads.weight"):
+        if f"textgru.{name}" in sd:
+            out[name] = sd[f"textgru.{name}"]
+    out["classifier.weight"], out["classifier.bias"] = sd["classifier.weight"], sd["classifier.bias"]
+    return out
+
+
+def _check_batches(model, tokenizer, check_texts) -> list[tuple[np.ndarray, np.ndarray]]:
+    from .export import _CHECK_LENGTHS, _example_batch
+
+    config = model.config
+    batches = [
+        tuple(t.numpy() for t in _example_batch(config.vocab_size, config.pad_token_id or 0, lengths, seed))
+        for seed, lengths in enumerate(_CHECK_LENGTHS)
+    ]
+    if check_texts:
+        if tokenizer is None:
+            raise ValueError("check_texts needs the tokenizer.")
+        encoded = tokenizer(list(check_texts), padding=True, return_tensors="np")
+        batches.append((encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)))
+    return batches
+
+
+def export_native(
+    model,
+    tokenizer,
+    output_dir: str | os.PathLike,
+    check_texts: Sequence[str] | None = None,
+    overwrite: bool = False,
+    atol: float = 0.25,
+) -> Path:
+    """Quantise a `TextGRUForSequenceClassification` for the native int8 kernels, check it, save the folder.
+
+    The int8 model is run against eager PyTorch on mixed-length random batches (an empty row among them) and on
+    `check_texts`; the largest logit difference and the label agreement go to the manifest, and nothing is written
+    when the difference exceeds `atol`. Compiles the kernels if this machine has not yet (needs a C compiler).
+
+    Args:
+        model: The fp32 classifier (any device; it is read, not changed).
+        tokenizer: Its tokenizer, saved alongside (needed by `load_classifier`).
+        output_dir: Folder to create. Written atomically: nothing is left behind on failure.
+        check_texts: Extra texts to compare on.
+        overwrite: Replace an existing non-empty `output_dir`.
+        atol: Largest absolute logit difference from eager PyTorch accepted on the check batches.
+
+    Returns:
+        The output folder.
+
+    >>> export_native(model, tokenizer, "outputs/sst2-native")  # doctest: +SKIP
+    >>> load_classifier("outputs/sst2-native")(["a gripping film"])  # doctest: +SKIP
+    """
+    import torch
+
+    from .export import _staging_dir, _write_manifest
+
+    arrays = state_arrays(model)
+    native = NativeInt8Model(model.config.to_dict(), arrays)
+    device = next(model.parameters()).device
+    diffs, agree, total = [], 0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        for ids, mask in _check_batches(model, tokenizer, check_texts):
+            with torch.no_grad():
+                ref = model(
+                    input_ids=torch.from_numpy(ids).to(device), attention_mask=torch.from_numpy(mask).to(device)
+                )
+            ref = ref.logits.float().cpu().numpy()
+            got = native(ids, mask)
+            diffs.append(float(np.abs(ref - got).max()) if ref.size else 0.0)
+            agree, total = agree + int((ref.argmax(-1) == got.argmax(-1)).sum()), total + len(ref)
+    finally:
+        model.train(was_training)
+    max_diff = max(diffs)
+    if not np.isfinite(max_diff) or max_diff > atol:
+        raise ValueError(
+            f"The native int8 model's logits differ from eager PyTorch by up to {max_diff:.4g} (atol={atol}); "
+            "nothing was written. Use the exact onnx format, or pass a larger atol if that is acceptable."
+        )
+    with _staging_dir(output_dir, overwrite) as staging:
+        config = model.config.to_dict()
+        config["architectures"] = [type(model).__name__]
+        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        np.savez(staging / NATIVE_WEIGHTS_NAME, **arrays)
+        _write_manifest(
+            staging,
+            NATIVE_FORMAT,
+            [NATIVE_WEIGHTS_NAME],
+            max_abs_diff=max_diff,
+            label_agreement=agree / max(total, 1),
+            vnni=bool(native.lib.textgru_has_vnni()),
+        )
+    logger.info("Saved the native int8 model to %s (largest logit difference %.3g).", output_dir, max_diff)
+    return Path(output_dir)
+
+
+def load_native(path: str | os.PathLike, generic: bool = False, **kwargs) -> NativeInt8Model:
+    """Load the model of a folder written by `export_native` (`textgru export ... --format native-int8`).
+
+    Args:
+        path: The folder.
+        generic: Use the plain-C kernels (see `NativeInt8Model`).
+        **kwargs: Passed to `NativeInt8Model` (`table_max_bytes`).
+    """
+    from .export import ExportFormatError, read_manifest
+
+    folder = Path(path)
+    read_manifest(folder, NATIVE_FORMAT)  # checksums: a truncated or edited file is refused here
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        with np.load(folder / NATIVE_WEIGHTS_NAME, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        return NativeInt8Model(config, arrays, generic=generic, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ExportFormatError(f"{folder} does not hold a usable native int8 model ({err}); re-export it.") from err
+
+
+class NativeTextClassifier(_Classifier):
+    """Predictor for a folder written by `export_native`: tokenizers, numpy and textgru's int8 kernels (CPU).
+
+    Args:
+        path: The export folder.
+        max_length: Truncate texts to this many tokens. Default: `model_max_length` from tokenizer_config.json.
+        batch_size: Default texts per forward pass.
+        sort_by_length: Default for `predict`: batch texts in order of token length, results in input order. The
+            kernels skip padding whatever the batch, but rows of similar lengths keep each step's product full.
+        **kwargs: Passed to `load_native` (`generic`, `table_max_bytes`).
+    """
+
+    bucket_costs = None  # the kernels never compute padding, so splitting a batch gains nothing
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        sort_by_length: bool = True,
+        **kwargs,
+    ):
+        folder = Path(path)
+        self.model = load_native(folder, **kwargs)
+        max_length = max_length if max_length is not None else folder_max_length(folder)
+        super().__init__(fast_backend(folder), self.model.config, max_length, batch_size, sort_by_length)
+
+    def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.model(ids, mask)
+
+
+__all__ = [
+    "NATIVE_FORMAT",
+    "NativeInt8Model",
+    "NativeTextClassifier",
+    "export_native",
+    "load_native",
+    "quantize_weight",
+    "state_arrays",
+]
