@@ -161,7 +161,7 @@ def targets_section(report: dict) -> list[str]:
         met = [name for name, value in measured.items() if value >= threshold]
         rows.append(f"| {target} | ≥ {threshold:g}x | {cells} | {', '.join(met) if met else 'none'} |")
 
-    fast = [n for n in ("textgru-onnx", "textgru-onnx-int8", "textgru-int8") if n in vs_eager]
+    fast = [n for n in ("textgru-onnx", "textgru-onnx-int8", "textgru-native-int8", "textgru-int8") if n in vs_eager]
     with_eager = ["textgru", *fast]
     for d, name in (("sst2", "sentences"), ("imdb", "reviews")):
         row(

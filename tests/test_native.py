@@ -13,6 +13,7 @@ from textgru import TextGRUConfig, TextGRUForSequenceClassification, TextGRUMode
 from textgru.cli import main
 from textgru.export import MANIFEST_NAME, ExportFormatError
 from textgru.inference import TextClassifier, load_classifier
+from textgru.kernels import VARIANTS
 from textgru.native import (
     NATIVE_WEIGHTS_NAME,
     NativeInt8Model,
@@ -28,7 +29,7 @@ from textgru.native import (
 @pytest.fixture(scope="module", autouse=True)
 def compiled():
     try:
-        return kernels.load(), kernels.load(generic=True)
+        return [kernels.load(variant) for variant in VARIANTS]
     except kernels.KernelUnavailableError as err:
         pytest.skip(f"the native kernels cannot be built here: {err}")
 
@@ -46,15 +47,15 @@ def _eager(model, ids, mask):
         return model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
 
 
-@pytest.mark.parametrize("generic", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("m,k,n", [(1, 4, 16), (7, 30, 50), (64, 128, 384), (5, 256, 768)])
-def test_qgemm_is_the_integer_product_dequantised(generic, m, k, n):
+def test_qgemm_is_the_integer_product_dequantised(variant, m, k, n):
     """y = s_a * s_w * (u8 . w - 128 * colsum) + bias, for shapes that need padding (K to 4, N to 16)."""
     rng = np.random.default_rng(m * k)
     weight = rng.normal(size=(n, k)).astype(np.float32)
     q, scale = quantize_weight(weight)
     bias = rng.normal(size=n).astype(np.float32)
-    layer = _QLinear(kernels.load(generic), [q], [scale], [bias])
+    layer = _QLinear(kernels.load(variant), [q], [scale], [bias])
     a = rng.integers(0, 256, (m, layer.kp)).astype(np.uint8)
     a_scale = rng.uniform(0.01, 0.1, m).astype(np.float32)
     got = layer(a, a_scale)[:, :n]
@@ -97,14 +98,14 @@ def test_every_architecture_matches_eager(overrides, table):
     np.testing.assert_array_equal(got[1], model.classifier.bias.detach().numpy())  # empty row: pooled zeros
 
 
-def test_vnni_and_generic_kernels_agree():
-    """Both builds compute the same integer sums; only the gate math's exp differs (polynomial vs libm)."""
+def test_every_kernel_variant_gives_the_same_logits():
+    """The builds compute the same integer sums; only the gate math's exp differs (polynomial or libm)."""
     torch.manual_seed(1)
     model = TextGRUForSequenceClassification(TextGRUConfig(vocab_size=90, hidden_size=48, num_labels=2)).eval()
     ids, mask = _batch([9, 3, 17, 1], 90)
-    fast = NativeInt8Model.from_model(model)(ids, mask)
-    generic = NativeInt8Model.from_model(model, generic=True)(ids, mask)
-    np.testing.assert_allclose(fast, generic, atol=1e-4)
+    best = NativeInt8Model.from_model(model)(ids, mask)
+    for variant in VARIANTS:
+        np.testing.assert_allclose(NativeInt8Model.from_model(model, kernel=variant)(ids, mask), best, atol=1e-4)
 
 
 def test_logits_do_not_depend_on_padding_or_on_the_rest_of_the_batch():
@@ -207,12 +208,27 @@ def test_no_compiler_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("TEXTGRU_CACHE", str(tmp_path))
     monkeypatch.setattr(kernels.shutil, "which", lambda name: None)
     with pytest.raises(kernels.KernelUnavailableError, match="no C compiler.*onnx-int8"):
-        kernels._build(generic=False)
+        kernels._build("best")
 
 
 def test_kernels_are_built_once_per_cache_key(monkeypatch, tmp_path):
     monkeypatch.setenv("TEXTGRU_CACHE", str(tmp_path))
-    first = kernels._build(generic=True)
+    first = kernels._build("generic")
     stamp = first.stat().st_mtime_ns
-    assert kernels._build(generic=True) == first and first.stat().st_mtime_ns == stamp
+    assert kernels._build("generic") == first and first.stat().st_mtime_ns == stamp
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary files left behind
+
+
+def test_each_variant_runs_the_code_it_names():
+    """So that the variant tests above exercise the AVX2 and plain-C paths where the CPU has better ones."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        flags = set()
+    isa = {variant: kernels.load(variant).textgru_kernel_isa() for variant in VARIANTS}
+    assert isa["generic"] == 0
+    if "avx2" in flags and "fma" in flags:
+        assert isa["avx2"] == 1
+    if {"avx512_vnni", "avx512bw"} <= flags:
+        assert isa["best"] == 2

@@ -348,7 +348,7 @@ def load_classifier(path: str | os.PathLike, device=None, **kwargs) -> _Classifi
         device: Where a `save_pretrained` (fp32) model runs, e.g. `"cuda"` (default: the CPU). The int8 and ONNX
             exports run on the CPU only; any other device for them is an error.
         **kwargs: Passed to the predictor (`max_length`, `batch_size`, `sort_by_length`; `intra_op_num_threads`
-            for ONNX; `generic`, `table_max_bytes` for native int8).
+            for ONNX; `kernel`, `table_max_bytes` for native int8).
     """
     from .export import INT8_FORMAT, MANIFEST_NAME, ONNX_FORMAT, load_quantized, read_manifest
     from .native import NATIVE_FORMAT, NativeTextClassifier

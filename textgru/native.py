@@ -78,13 +78,13 @@ class _QLinear:
         self.bias = np.ascontiguousarray(np.concatenate(bias), dtype=np.float32)
         colsum = np.concatenate([p.reshape(self.block // 16, -1, 16, 4).sum(axis=(1, 3)).reshape(-1) for p in packed])
         self.offset = np.ascontiguousarray(128 * colsum, dtype=np.int32)  # cancels the +128 of the activations
+        self.ptrs = tuple(_ptr(a) for a in (self.weight, self.scale, self.offset, self.bias))  # fixed; ~1 us each
 
     def __call__(self, q: np.ndarray, qscale: np.ndarray) -> np.ndarray:
         y = np.empty((len(q), self.np), np.float32)
-        self.lib.textgru_qgemm(
-            _ptr(q), self.kp, _ptr(qscale), len(q), _ptr(self.weight), self.kp, self.np,
-            _ptr(self.scale), _ptr(self.offset), _ptr(self.bias), _ptr(y), self.np,
-        )  # fmt: skip
+        weight, scale, offset, bias = self.ptrs
+        self.lib.textgru_qgemm(_ptr(q), self.kp, _ptr(qscale), len(q), weight, self.kp, self.np, scale, offset, bias,
+                               _ptr(y), self.np)  # fmt: skip
         return y
 
 
@@ -94,7 +94,8 @@ class NativeInt8Model:
     Args:
         config: The model's config as a dict (`TextGRUConfig.to_dict()`).
         arrays: The weights, as `state_arrays` returns them (or `native_int8.npz` holds them).
-        generic: Use the plain-C kernels even where the CPU has AVX512-VNNI (the same integer arithmetic).
+        kernel: Which product code to run: `"best"` (AVX512-VNNI, else AVX2, else plain C: whatever the CPU
+            supports), or `"avx2"` / `"generic"` (plain C) to force a lesser one. All compute the same integer sums.
         table_max_bytes: The first layer's input products (and its skip path) depend on the token alone, so they
             are precomputed in fp32 for the whole vocabulary when that table fits in this many bytes (default
             256 MiB; 64 MiB for a 16k vocabulary at the default width): exact, and the layer's int8 products are
@@ -105,9 +106,9 @@ class NativeInt8Model:
     """
 
     def __init__(
-        self, config: dict, arrays: dict[str, np.ndarray], generic: bool = False, table_max_bytes: int = 256 << 20
+        self, config: dict, arrays: dict[str, np.ndarray], kernel: str = "best", table_max_bytes: int = 256 << 20
     ):
-        self.lib = kernels.load(generic)
+        self.lib = kernels.load(kernel)
         self.config = config
         self.hidden = int(config["hidden_size"])
         self.directions = 2 if config.get("bidirectional", True) else 1
@@ -179,7 +180,7 @@ class NativeInt8Model:
     @classmethod
     def from_model(cls, model, **kwargs) -> NativeInt8Model:
         """Quantise a fp32 `TextGRUForSequenceClassification` (any residual, pooling and depth); `kwargs` as for
-        the constructor (`generic`, `table_max_bytes`)."""
+        the constructor (`kernel`, `table_max_bytes`)."""
         return cls(model.config.to_dict(), state_arrays(model), **kwargs)
 
     def _quantize(self, x: np.ndarray, norm) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +215,7 @@ class NativeInt8Model:
             self.lib.textgru_gru_direction(
                 _ptr(xproj) + 4 * d * layer["ih"].block, xproj.shape[1], None if index is None else _ptr(index),
                 _ptr(offsets), _ptr(lengths), batch,
-                _ptr(hh.weight), hidden, hh.kp, hh.np, _ptr(hh.scale), _ptr(hh.offset), _ptr(hh.bias), d,
+                hh.ptrs[0], hidden, hh.kp, hh.np, *hh.ptrs[1:], d,
                 _ptr(out) + 4 * d * hidden, width, int(accumulate), _ptr(h), _ptr(hq), _ptr(gh), _ptr(qscale),
             )  # fmt: skip
         if layer["gate"] is not None:  # highway: skip + sigmoid(gate([skip, update])) * (update - skip)
@@ -399,19 +400,18 @@ def export_native(
             [NATIVE_WEIGHTS_NAME],
             max_abs_diff=max_diff,
             label_agreement=agree / max(total, 1),
-            vnni=bool(native.lib.textgru_has_vnni()),
+            kernel_isa=kernels.ISA_NAMES[native.lib.textgru_kernel_isa()],
         )
     logger.info("Saved the native int8 model to %s (largest logit difference %.3g).", output_dir, max_diff)
     return Path(output_dir)
 
 
-def load_native(path: str | os.PathLike, generic: bool = False, **kwargs) -> NativeInt8Model:
+def load_native(path: str | os.PathLike, **kwargs) -> NativeInt8Model:
     """Load the model of a folder written by `export_native` (`textgru export ... --format native-int8`).
 
     Args:
         path: The folder.
-        generic: Use the plain-C kernels (see `NativeInt8Model`).
-        **kwargs: Passed to `NativeInt8Model` (`table_max_bytes`).
+        **kwargs: Passed to `NativeInt8Model` (`kernel`, `table_max_bytes`).
     """
     from .export import ExportFormatError, read_manifest
 
@@ -421,7 +421,7 @@ def load_native(path: str | os.PathLike, generic: bool = False, **kwargs) -> Nat
         config = json.loads((folder / "config.json").read_text())
         with np.load(folder / NATIVE_WEIGHTS_NAME, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        return NativeInt8Model(config, arrays, generic=generic, **kwargs)
+        return NativeInt8Model(config, arrays, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ExportFormatError(f"{folder} does not hold a usable native int8 model ({err}); re-export it.") from err
 
@@ -435,7 +435,7 @@ class NativeTextClassifier(_Classifier):
         batch_size: Default texts per forward pass.
         sort_by_length: Default for `predict`: batch texts in order of token length, results in input order. The
             kernels skip padding whatever the batch, but rows of similar lengths keep each step's product full.
-        **kwargs: Passed to `load_native` (`generic`, `table_max_bytes`).
+        **kwargs: Passed to `load_native` (`kernel`, `table_max_bytes`).
     """
 
     bucket_costs = None  # the kernels never compute padding, so splitting a batch gains nothing

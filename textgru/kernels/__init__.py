@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("int8_gru.c")
 _FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fPIC", "-shared"]
 _LOCK = threading.Lock()
-_LOADED: dict[bool, ctypes.CDLL] = {}
+_LOADED: dict[str, ctypes.CDLL] = {}
 
 
 class KernelUnavailableError(RuntimeError):
@@ -59,9 +59,15 @@ def _cpu_signature() -> str:
     return f"{platform.machine()}|{platform.processor()}|{flags}"
 
 
-def _build(generic: bool) -> Path:
+VARIANTS = {"best": [], "avx2": ["-DTEXTGRU_NO_AVX512"], "generic": ["-DTEXTGRU_GENERIC"]}
+ISA_NAMES = {2: "AVX512-VNNI", 1: "AVX2", 0: "plain C"}
+
+
+def _build(variant: str) -> Path:
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown kernel variant {variant!r}; choose one of {sorted(VARIANTS)}.")
     cc = _compiler()
-    flags = _FLAGS + (["-DTEXTGRU_GENERIC"] if generic else [])
+    flags = _FLAGS + VARIANTS[variant]
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as err:
@@ -87,19 +93,26 @@ def _build(generic: bool) -> Path:
         )
 
 
-def load(generic: bool = False) -> ctypes.CDLL:
+def load(variant: str = "best") -> ctypes.CDLL:
     """The compiled kernels (built on first use, then cached).
 
     Args:
-        generic: Build without the AVX512-VNNI code (plain C integer loops), e.g. to test that path; by default
-            the VNNI code is used where `-march=native` says the CPU has it.
+        variant: `"best"`: the fastest product code the CPU supports (AVX512-VNNI, else AVX2, else plain C);
+            `"avx2"` or `"generic"` force a lesser one (to test it, or to compare). `textgru_kernel_isa()` on the
+            result says which one a build runs (2, 1, 0; see `ISA_NAMES`).
     """
     with _LOCK:
-        if generic not in _LOADED:
-            lib = ctypes.CDLL(str(_build(generic)))
+        if variant not in _LOADED:
+            lib = ctypes.CDLL(str(_build(variant)))
+            lib = ctypes.CDLL(str(_build(variant)))
             p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-            lib.textgru_has_vnni.restype = i
-            lib.textgru_has_vnni.argtypes = []
+            lib.textgru_kernel_isa.restype = i
+            lib.textgru_kernel_isa.argtypes = []
+            if lib.textgru_kernel_isa() == 0:
+                logger.warning(
+                    "This CPU has neither AVX512-VNNI nor AVX2: textgru's native int8 kernels run as plain C loops, "
+                    "which can be slower than eager PyTorch. The onnx-int8 format may serve you better here."
+                )
             lib.textgru_qgemm.restype = None
             lib.textgru_qgemm.argtypes = [p, i, p, i, p, i, i, p, p, p, p, i]
             lib.textgru_layer_norm.restype = None
@@ -110,8 +123,8 @@ def load(generic: bool = False) -> ctypes.CDLL:
             lib.textgru_gru_direction.argtypes = [p, i, p, p, p, i, p, i, i, i, p, p, p, i, p, i, i, p, p, p, p]
             lib.textgru_attention_pool.restype = None
             lib.textgru_attention_pool.argtypes = [p, i, p, i, i, p, i, p, p, i, p, p, p]
-            _LOADED[generic] = lib
-        return _LOADED[generic]
+            _LOADED[variant] = lib
+        return _LOADED[variant]
 
 
-__all__ = ["KernelUnavailableError", "load", "SOURCE"]
+__all__ = ["ISA_NAMES", "KernelUnavailableError", "SOURCE", "VARIANTS", "load"]

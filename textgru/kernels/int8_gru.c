@@ -1,8 +1,9 @@
 /* Fused int8 kernels for TextGRU inference on the CPU (textgru.native).
  *
  * Built by textgru.native at first use with the machine's C compiler (-O3 -march=native); loaded with ctypes.
- * Where the CPU has AVX512-VNNI the int8 products use `vpdpbusd`; elsewhere the same integer arithmetic runs as
- * plain C (the compiler vectorises what it can), so both builds give the same integer sums.
+ * The int8 products take the best instruction set the build targets: AVX512-VNNI (`vpdpbusd`), else AVX2
+ * (`vpmaddubsw` on |x| and sign-adjusted weights, which cannot saturate since |x|, |w| <= 127), else plain C loops.
+ * All three compute the same integer sums. TEXTGRU_NO_AVX512 and TEXTGRU_GENERIC force the lesser paths (tests).
  *
  * Conventions:
  *  - activations are quantised per row, symmetric: q = round(x / s) with s = max|x| / 127, stored as q + 128 (u8);
@@ -18,14 +19,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__) && !defined(TEXTGRU_GENERIC)
+#if defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__) && !defined(TEXTGRU_GENERIC) && \
+    !defined(TEXTGRU_NO_AVX512)
 #define TEXTGRU_VNNI 1
+#define TEXTGRU_AVX2 0
+#include <immintrin.h>
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(TEXTGRU_GENERIC)
+#define TEXTGRU_VNNI 0
+#define TEXTGRU_AVX2 1
 #include <immintrin.h>
 #else
 #define TEXTGRU_VNNI 0
+#define TEXTGRU_AVX2 0
 #endif
 
-int textgru_has_vnni(void) { return TEXTGRU_VNNI; }
+/* Which product code this build runs: 2 = AVX512-VNNI, 1 = AVX2, 0 = plain C. */
+int textgru_kernel_isa(void) { return TEXTGRU_VNNI ? 2 : TEXTGRU_AVX2; }
 
 /* ---- products: y (M x N, row stride ldy) = dequant(A_u8 (M x Kp, row stride lda) . W) ---- */
 
@@ -58,6 +67,40 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *a, int lda
 }
 #endif
 
+#if TEXTGRU_AVX2
+/* MR rows x one block of 16 outputs (two 8-output halves). x = u8 - 128 is the signed activation; the sums are
+   sum_k x * w directly, so the epilogue does not subtract the offset. */
+static inline __attribute__((always_inline)) void tile_avx2(const uint8_t *a, int lda, const int8_t *w,
+                                                            int kg_count, const float *a_scale, const float *w_scale,
+                                                            const float *bias, float *y, int ldy, const int MR) {
+    __m256i acc[4][2];
+    const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
+    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    for (int kg = 0; kg < kg_count; ++kg) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + (size_t)kg * 64));
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + (size_t)kg * 64 + 32));
+        for (int i = 0; i < MR; ++i) {
+            int32_t four;
+            memcpy(&four, a + (size_t)i * lda + (size_t)kg * 4, 4);
+            const __m256i x = _mm256_xor_si256(_mm256_set1_epi32(four), flip); /* u8 - 128 as s8 */
+            const __m256i ax = _mm256_abs_epi8(x);
+            acc[i][0] = _mm256_add_epi32(acc[i][0],
+                                         _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, x)), ones));
+            acc[i][1] = _mm256_add_epi32(acc[i][1],
+                                         _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, x)), ones));
+        }
+    }
+    for (int i = 0; i < MR; ++i) {
+        const __m256 sa = _mm256_set1_ps(a_scale[i]);
+        for (int h = 0; h < 2; ++h) {
+            const __m256 scale = _mm256_mul_ps(sa, _mm256_loadu_ps(w_scale + h * 8));
+            const __m256 v = _mm256_cvtepi32_ps(acc[i][h]);
+            _mm256_storeu_ps(y + (size_t)i * ldy + h * 8, _mm256_fmadd_ps(v, scale, _mm256_loadu_ps(bias + h * 8)));
+        }
+    }
+}
+#endif
+
 /* Np = N rounded up to 16; y needs Np columns (ldy >= Np); w_scale, offset (= 128 * colsum) and bias have Np. */
 void textgru_qgemm(const uint8_t *a, int lda, const float *a_scale, int m, const int8_t *w, int kp, int np,
                    const float *w_scale, const int32_t *offset, const float *bias, float *y, int ldy) {
@@ -84,6 +127,18 @@ void textgru_qgemm(const uint8_t *a, int lda, const float *a_scale, int m, const
         for (; i < m; ++i)
             tile(a + (size_t)i * lda, lda, panel, kg_count, a_scale + i, w_scale + nb * 16, offset + nb * 16,
                  bias + nb * 16, y + (size_t)i * ldy + nb * 16, ldy, 1, 1);
+    }
+#elif TEXTGRU_AVX2
+    (void)offset;
+    for (int nb = 0; nb < blocks; ++nb) {
+        const int8_t *panel = w + (size_t)nb * kg_count * 64;
+        int i = 0;
+        for (; i + 4 <= m; i += 4)
+            tile_avx2(a + (size_t)i * lda, lda, panel, kg_count, a_scale + i, w_scale + nb * 16, bias + nb * 16,
+                      y + (size_t)i * ldy + nb * 16, ldy, 4);
+        for (; i < m; ++i)
+            tile_avx2(a + (size_t)i * lda, lda, panel, kg_count, a_scale + i, w_scale + nb * 16, bias + nb * 16,
+                      y + (size_t)i * ldy + nb * 16, ldy, 1);
     }
 #else
     int32_t acc[16];
@@ -209,6 +264,13 @@ void textgru_gru_direction(const float *xproj, int ldx, const int64_t *index, co
     for (int s = 0;; ++s) {
         while (active > 0 && lengths[active - 1] <= s) --active;
         if (active == 0) break;
+        /* this step's input rows are scattered (a vocabulary table, or tokens far apart): start fetching them so
+           they arrive while the recurrent product runs */
+        for (int b = 0; b < active; ++b) {
+            const int64_t t = offsets[b] + (reverse ? lengths[b] - 1 - s : s);
+            const char *row = (const char *)(xproj + (size_t)(index ? index[t] : t) * ldx);
+            for (int byte = 0; byte < 3 * hs * (int)sizeof(float); byte += 64) __builtin_prefetch(row + byte, 0, 3);
+        }
         textgru_qgemm(hq, kp, qscale, active, w, kp, np, w_scale, offset, bias, gh, np);
         for (int b = 0; b < active; ++b) {
             const int64_t t = offsets[b] + (reverse ? lengths[b] - 1 - s : s);
