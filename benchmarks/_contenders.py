@@ -174,21 +174,21 @@ class TextGRUOnnxInt8:
 
 class TextGRUNativeInt8:
     name = "textgru-native-int8"
-    IMPORTS = (*_TEXTGRU_IMPORTS, "textgru.native")
+    IMPORTS = (*_TEXTGRU_IMPORTS, "textgru.native_format")
     description = (
-        "the same TextGRU run by textgru's fused int8 GRU kernels on numpy (textgru.native.export_native; "
+        "the same TextGRU run by textgru's fused int8 GRU kernels on numpy (textgru.native_format.export_native; "
         "compiled at first use)"
     )
 
     @staticmethod
     def build(ctx: Context, folder: Path) -> None:
-        from textgru.native import export_native
+        from textgru.native_format import export_native
 
         export_native(_textgru_fp32(ctx), ctx.tokenizer, folder, overwrite=True)
 
     @staticmethod
     def load(folder: Path, threads: int, max_tokens: int):
-        from textgru.native import NativeTextClassifier
+        from textgru.native_format import NativeTextClassifier
 
         return NativeTextClassifier(folder, max_length=max_tokens, batch_size=ONE_BATCH)
 

@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
 
     from textgru.export import export_onnx, quantize_dynamic, save_quantized
     from textgru.inference import TextClassifier, load_classifier
-    from textgru.native import export_native
+    from textgru.native_format import export_native
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     model = AutoModelForSequenceClassification.from_pretrained(args.model_dir).eval()

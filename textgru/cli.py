@@ -22,7 +22,7 @@ def _export(args: argparse.Namespace) -> int:
 
     from .export import export_onnx, quantize_dynamic, save_quantized
     from .inference import TextClassifier, load_classifier
-    from .native import export_native
+    from .native_format import export_native
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(args.model_dir).eval()

@@ -351,7 +351,7 @@ def load_classifier(path: str | os.PathLike, device=None, **kwargs) -> _Classifi
             for ONNX; `kernel`, `table_max_bytes` for native int8).
     """
     from .export import INT8_FORMAT, MANIFEST_NAME, ONNX_FORMAT, load_quantized, read_manifest
-    from .native import NATIVE_FORMAT, NativeTextClassifier
+    from .native_format import NATIVE_FORMAT, NativeTextClassifier
 
     folder = Path(path)
     if (folder / MANIFEST_NAME).is_file():

@@ -23,7 +23,11 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("int8_gru.c")
-_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fPIC", "-shared"]
+# -ffast-math for the compile step only: linked with it, gcc (before 13) adds crtfastmath.o, which sets the CPU's
+# flush-to-zero and denormals-are-zero modes when the library loads, for the whole process (torch, numpy and all)
+_COMPILE_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fPIC"]
+_LINK_FLAGS = ["-shared"]
+_RECIPE = "compile, then link without -ffast-math"  # part of the cache key: a change of recipe rebuilds
 _LOCK = threading.Lock()
 _LOADED: dict[str, ctypes.CDLL] = {}
 
@@ -67,22 +71,25 @@ def _build(variant: str) -> Path:
     if variant not in VARIANTS:
         raise ValueError(f"Unknown kernel variant {variant!r}; choose one of {sorted(VARIANTS)}.")
     cc = _compiler()
-    flags = _FLAGS + VARIANTS[variant]
+    flags = _COMPILE_FLAGS + VARIANTS[variant]
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as err:
         raise KernelUnavailableError(f"Could not run the C compiler {cc} ({err}).") from err
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *flags, version, _cpu_signature()]).encode()).hexdigest()
+    signature = [_RECIPE, SOURCE.read_text(), *flags, *_LINK_FLAGS, version, _cpu_signature()]
+    key = hashlib.sha256("\0".join(signature).encode()).hexdigest()
     target = _cache_dir() / f"int8_gru-{key[:20]}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.info("Compiling textgru's int8 kernels with %s (once per machine; a few seconds).", cc)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built = Path(tmp) / target.name
-        errors = ""
-        for libs in (["-lmvec", "-lm"], ["-lm"]):  # libmvec (glibc) vectorises expf; elsewhere plain libm
-            done = subprocess.run([cc, *flags, "-o", str(built), str(SOURCE), *libs], capture_output=True, text=True)
+        built, obj = Path(tmp) / target.name, Path(tmp) / "int8_gru.o"
+        done = subprocess.run([cc, *flags, "-c", "-o", str(obj), str(SOURCE)], capture_output=True, text=True)
+        errors = done.stderr
+        for libs in (["-lmvec", "-lm"], ["-lm"]) if done.returncode == 0 else ():  # libmvec: glibc's vector expf
+            cmd = [cc, *_LINK_FLAGS, "-o", str(built), str(obj), *libs]
+            done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode == 0:
                 os.replace(built, target)  # atomic: a concurrent build or reader never sees half a file
                 return target
@@ -108,7 +115,7 @@ def load(variant: str = "best") -> ctypes.CDLL:
             p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
             lib.textgru_kernel_isa.restype = i
             lib.textgru_kernel_isa.argtypes = []
-            if lib.textgru_kernel_isa() == 0:
+            if variant == "best" and lib.textgru_kernel_isa() == 0:
                 logger.warning(
                     "This CPU has neither AVX512-VNNI nor AVX2: textgru's native int8 kernels run as plain C loops, "
                     "which can be slower than eager PyTorch. The onnx-int8 format may serve you better here."
