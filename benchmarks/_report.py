@@ -43,7 +43,8 @@ def markdown(report: dict) -> str:
         "# CPU speed: TextGRU vs baselines",
         "",
         f"- CPU: {env['cpu_model']} ({env['logical_cpus']} logical CPUs); threads: torch {env['torch_num_threads']}, "
-        f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, onnxruntime intra-op {env['onnxruntime_intra_op_threads']}",
+        f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, onnxruntime intra-op {env['onnxruntime_intra_op_threads']}"
+        + ("; flush-to-zero on (--flush-denormal)" if env.get("flush_denormal") else ""),
         f"- load average (1, 5, 15 min) at start / end: {_load(env['load_average_start'])} / "
         f"{_load(env.get('load_average_end'))}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in env['versions'].items() if v)}",
