@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +73,7 @@ ARCHITECTURES = [
     {"pooling": "max", "bidirectional": False},
     {"pooling": "last", "hidden_size": 20, "embedding_size": 24},  # widths that are not multiples of 16
     {"pooling": "attention", "num_attention_heads": 3, "layer_norm": False, "num_hidden_layers": 3},
+    {"attention_hidden_size": 300, "embedding_size": 64},  # scratch of over 1 KiB; a layer-0 projection of 64 -> 64
 ]
 
 
@@ -179,9 +181,13 @@ def test_corrupt_or_mismatched_folders_are_refused(trained, tokenizer, tmp_path)
     mismatched = tmp_path / "mismatched"
     shutil.copytree(folder, mismatched)
     config = json.loads((mismatched / "config.json").read_text())
-    (mismatched / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
-    with pytest.raises(ExportFormatError, match="re-export"):
+    (mismatched / "config.json").write_text(json.dumps({**config, "pooling": "mean"}))
+    with pytest.raises(ExportFormatError, match="config.json is corrupt"):  # the config is checksummed too
         load_native(mismatched)
+    arrays = dict(np.load(folder / NATIVE_WEIGHTS_NAME))
+    arrays["layers.1.forward.ih.qweight"] = arrays["layers.1.forward.ih.qweight"][:, :-4]  # a wrong input width
+    with pytest.raises(ValueError, match="do not fit the config's sizes"):
+        NativeInt8Model(trained.config.to_dict(), arrays)
     with pytest.raises(ExportFormatError, match="not a textgru export"):
         load_native(tmp_path)
     with pytest.raises(ValueError, match="CPU only"):
@@ -237,3 +243,11 @@ def test_loading_the_kernels_leaves_the_floating_point_mode_alone():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert [float(v) for v in out] == [pytest.approx(1e-39, rel=1e-3)] * 2  # a denormal survives
+
+
+def test_the_c_source_ships_with_the_package():
+    """The kernels compile at first use on the user's machine, so the wheel must carry int8_gru.c."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    package_data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["textgru"]
+    assert "kernels/*.c" in package_data and kernels.SOURCE.is_file()

@@ -10,8 +10,9 @@ The fastest CPU format for batches (`textgru export MODEL_DIR OUT --format nativ
 - input products (and the skip projection and attention scorer) are one int8 product over all tokens of a layer,
   each token quantised on its own after the layer norm, each row's state at every step on its own too; weights
   are int8 per output feature. So a text's logits do not depend on the other texts in its batch (up to fp32
-  rounding in the classifier). Layer 0's input products depend on the token alone and come from an exact fp32
-  table over the vocabulary (`table_max_bytes`); the attention softmax, pooling and classifier stay fp32.
+  rounding in the classifier). Layer 0's input products depend on the token alone and come from a fp32 table over
+  the vocabulary (`table_max_bytes`; exact up to the embeddings' fp16 storage); the attention softmax, pooling
+  and classifier stay fp32.
 
 The kernels are compiled at first use with the machine's C compiler and cached (`textgru.kernels`). The folder
 format (`export_native`, `load_native`, `NativeTextClassifier`) is in `textgru.native_format`.
@@ -34,6 +35,15 @@ def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
+def _f32(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"The native int8 weights of {what} do not fit the config's sizes; re-export the model.")
+
+
 def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per output feature: `weight (N, K) ~= q * scale[:, None]`, `q` in [-127, 127]."""
     weight = np.asarray(weight, dtype=np.float32)
@@ -48,7 +58,10 @@ class _QLinear:
     def __init__(self, lib, qweights: Sequence[np.ndarray], scales: Sequence[np.ndarray], biases: Sequence):
         # several maps with the same input (both directions' input products) become one, each padded to 16 outputs
         self.lib = lib
-        self.k = qweights[0].shape[1]
+        self.k, self.n = qweights[0].shape[1], qweights[0].shape[0]  # inputs, outputs of each part
+        for q, scale, bias in zip(qweights, scales, biases):
+            ok = q.shape == (self.n, self.k) and q.dtype == np.int8 and scale.shape == (self.n,)
+            _expect(ok and (bias is None or np.shape(bias) == (self.n,)), "a product")
         self.kp = _round_up(self.k, 4)
         self.block = _round_up(qweights[0].shape[0], 16)  # padded outputs of each part
         packed, scale, bias = [], [], []
@@ -106,19 +119,23 @@ class NativeInt8Model:
         try:
             self.embeddings = np.ascontiguousarray(arrays["embeddings"], dtype=np.float32)
             self.layers = [self._layer(arrays, i) for i in range(int(config["num_hidden_layers"]))]
-            self.final_norm = self._norm(arrays, "final_norm")
-            self.classifier = (arrays["classifier.weight"].astype(np.float32), arrays["classifier.bias"])
+            self.final_norm = self._norm(arrays, "final_norm", self.width)
+            self.classifier = (_f32(arrays["classifier.weight"]), _f32(arrays["classifier.bias"]))
+            heads = 1
             if self.pooling == "attention":
                 self.scorer = self._linear(arrays, ["pooler.scorer"])
-                self.heads = np.ascontiguousarray(arrays["pooler.heads.weight"], dtype=np.float32)  # (heads, A)
+                self.heads = _f32(arrays["pooler.heads.weight"])  # (heads, attention_hidden)
+                heads = len(self.heads)
+                _expect(self.scorer.k == self.width and self.heads.shape[1] == self.scorer.n, "the attention pooler")
+            _expect(self.classifier[0].shape[1:] == (heads * self.width,), "the classifier")
+            self.table = None
+            if self.layers:
+                first = self.layers[0]
+                table_bytes = 4 * len(self.embeddings) * (first["ih"].np + self.width)
+                if table_bytes <= table_max_bytes:
+                    self.table = self._first_layer_table(arrays)
         except KeyError as err:
             raise ValueError(f"Native int8 weights are missing {err} for this config; re-export the model.") from err
-        self.table = None
-        if self.layers:
-            first = self.layers[0]
-            table_bytes = 4 * len(self.embeddings) * (first["ih"].np + self.width)
-            if table_bytes <= table_max_bytes:
-                self.table = self._first_layer_table(arrays)
 
     def _first_layer_table(self, arrays) -> tuple[np.ndarray, np.ndarray | None]:
         """fp32 input products of layer 0 for every token id, in the kernels' column layout, and its skip path."""
@@ -141,8 +158,12 @@ class NativeInt8Model:
         return products, skip
 
     @staticmethod
-    def _norm(arrays, name):
-        return (arrays[f"{name}.weight"], arrays[f"{name}.bias"]) if f"{name}.weight" in arrays else None
+    def _norm(arrays, name, size):
+        if f"{name}.weight" not in arrays:
+            return None
+        norm = _f32(arrays[f"{name}.weight"]), _f32(arrays[f"{name}.bias"])
+        _expect(norm[0].shape == norm[1].shape == (size,), name)
+        return norm
 
     def _linear(self, arrays, names, biases=None) -> _QLinear:
         biases = biases or [None] * len(names)
@@ -151,17 +172,20 @@ class NativeInt8Model:
 
     def _layer(self, arrays, i) -> dict:
         p, dirs = f"layers.{i}", ["forward", "backward"][: self.directions]
+        size = int(self.config.get("embedding_size", self.width)) if i == 0 else self.width  # the layer's input
         layer = {
-            "norm": self._norm(arrays, f"{p}.norm"),
+            "norm": self._norm(arrays, f"{p}.norm", size),
             "ih": self._linear(arrays, [f"{p}.{d}.ih" for d in dirs], [arrays[f"{p}.{d}.ih.bias"] for d in dirs]),
             "hh": [self._linear(arrays, [f"{p}.{d}.hh"], [arrays[f"{p}.{d}.hh.bias"]]) for d in dirs],
             "projection": self._linear(arrays, [f"{p}.projection"]) if f"{p}.projection.qweight" in arrays else None,
-            "gate": (arrays[f"{p}.gate.weight"].T.copy(), arrays[f"{p}.gate.bias"])
+            "gate": (_f32(arrays[f"{p}.gate.weight"].T), _f32(arrays[f"{p}.gate.bias"]))
             if self.residual == "gated"
             else None,
         }
-        if layer["ih"].block < 3 * self.hidden or layer["hh"][0].k != self.hidden:
-            raise ValueError(f"Native int8 weights of layer {i} do not fit hidden_size={self.hidden}; re-export.")
+        _expect(layer["ih"].k == size and layer["ih"].n == 3 * self.hidden, f"layer {i}'s input weights")
+        _expect(all(hh.k == self.hidden and hh.n == 3 * self.hidden for hh in layer["hh"]), f"layer {i}'s GRU")
+        _expect(layer["projection"] is None or layer["projection"].k == size, f"layer {i}'s projection")
+        _expect(layer["gate"] is None or layer["gate"][0].shape == (2 * self.width, self.width), f"layer {i}'s gate")
         return layer
 
     @classmethod
@@ -246,11 +270,11 @@ class NativeInt8Model:
         starts, counts = offsets[rows], lengths[rows]
         if self.pooling == "attention":
             scores = self.scorer(*self._quantize(x, None))  # (tokens, attention_hidden padded)
-            w = np.empty((len(x), heads), np.float32)
+            w, th = np.empty((len(x), heads), np.float32), np.empty(self.heads.shape[1], np.float32)  # scratch
             self.lib.textgru_attention_pool(_ptr(x), self.width, _ptr(scores), scores.shape[1],
                                             self.heads.shape[1], _ptr(self.heads), heads, _ptr(offsets),
                                             _ptr(lengths), len(lengths), _ptr(pooled), _ptr(w),
-                                            _ptr(np.empty(self.heads.shape[1], np.float32)))  # fmt: skip
+                                            _ptr(th))  # fmt: skip
         elif self.pooling == "mean":
             pooled[rows] = np.add.reduceat(x, starts, axis=0) / counts[:, None]
         elif self.pooling == "max":
@@ -278,7 +302,7 @@ def state_arrays(model) -> dict[str, np.ndarray]:
 
     def linear(name: str, weight: np.ndarray) -> None:
         out[f"{name}.qweight"], out[f"{name}.scale"] = quantize_weight(weight)
-        if name.startswith("layers.0."):  # fp32 too: layer 0's table (see NativeInt8Model) is exact
+        if name.startswith("layers.0.") and not name.endswith(".hh"):  # fp32 too, for layer 0's table
             out[f"{name}.fweight"] = weight
 
     for i in range(model.config.num_hidden_layers):

@@ -109,7 +109,7 @@ def export_native(
         _write_manifest(
             staging,
             NATIVE_FORMAT,
-            [NATIVE_WEIGHTS_NAME],
+            [NATIVE_WEIGHTS_NAME, "config.json"],  # the config decides how the weights are used: checksummed too
             max_abs_diff=max_diff,
             label_agreement=agree / max(total, 1),
             kernel_isa=kernels.ISA_NAMES[native.lib.textgru_kernel_isa()],

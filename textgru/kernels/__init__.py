@@ -25,8 +25,11 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("int8_gru.c")
 # -ffast-math for the compile step only: linked with it, gcc (before 13) adds crtfastmath.o, which sets the CPU's
 # flush-to-zero and denormals-are-zero modes when the library loads, for the whole process (torch, numpy and all)
-_COMPILE_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fPIC"]
-_LINK_FLAGS = ["-shared"]
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+_TUNING = ["-march=native", "-mprefer-vector-width=512"] if _X86 else ["-mcpu=native"]
+_COMPILE_FLAGS = ["-O3", *_TUNING, "-ffast-math", "-fPIC"]
+_PORTABLE_FLAGS = ["-O3", "-ffast-math", "-fPIC"]  # the fallback where a compiler rejects the tuning flags
+_LINK_FLAGS = ["-shared"] + (["-Wl,--no-undefined"] if platform.system() == "Linux" else [])
 _RECIPE = "compile, then link without -ffast-math"  # part of the cache key: a change of recipe rebuilds
 _LOCK = threading.Lock()
 _LOADED: dict[str, ctypes.CDLL] = {}
@@ -63,8 +66,16 @@ def _cpu_signature() -> str:
     return f"{platform.machine()}|{platform.processor()}|{flags}"
 
 
-VARIANTS = {"best": [], "avx2": ["-DTEXTGRU_NO_AVX512"], "generic": ["-DTEXTGRU_GENERIC"]}
+# "avx2" also keeps the compiler from AVX-512 elsewhere, so it runs (and measures) as on an AVX2-only CPU
+VARIANTS = {"best": [], "avx2": ["-DTEXTGRU_NO_AVX512", "-mno-avx512f"], "generic": ["-DTEXTGRU_GENERIC"]}
 ISA_NAMES = {2: "AVX512-VNNI", 1: "AVX2", 0: "plain C"}
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as err:
+        raise KernelUnavailableError(f"The C compiler took over 10 minutes ({' '.join(cmd)}); giving up.") from err
 
 
 def _build(variant: str) -> Path:
@@ -85,12 +96,20 @@ def _build(variant: str) -> Path:
     logger.info("Compiling textgru's int8 kernels with %s (once per machine; a few seconds).", cc)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built, obj = Path(tmp) / target.name, Path(tmp) / "int8_gru.o"
-        done = subprocess.run([cc, *flags, "-c", "-o", str(obj), str(SOURCE)], capture_output=True, text=True)
-        errors = done.stderr
-        for libs in (["-lmvec", "-lm"], ["-lm"]) if done.returncode == 0 else ():  # libmvec: glibc's vector expf
-            cmd = [cc, *_LINK_FLAGS, "-o", str(built), str(obj), *libs]
-            done = subprocess.run(cmd, capture_output=True, text=True)
+        errors = ""
+        for compile_flags in (flags, _PORTABLE_FLAGS + VARIANTS[variant]):
+            done = _run([cc, *compile_flags, "-c", "-o", str(obj), str(SOURCE)])
             if done.returncode == 0:
+                break
+            errors = done.stderr
+        for libs in (["-lmvec", "-lm"], ["-lm"]) if done.returncode == 0 else ():  # libmvec: glibc's vector expf
+            done = _run([cc, *_LINK_FLAGS, "-o", str(built), str(obj), *libs])
+            if done.returncode == 0:
+                try:
+                    ctypes.CDLL(str(built))  # loads here (no missing symbol) before anyone else can pick it up
+                except OSError as err:
+                    errors = str(err)
+                    continue
                 os.replace(built, target)  # atomic: a concurrent build or reader never sees half a file
                 return target
             errors = done.stderr
@@ -110,8 +129,14 @@ def load(variant: str = "best") -> ctypes.CDLL:
     """
     with _LOCK:
         if variant not in _LOADED:
-            lib = ctypes.CDLL(str(_build(variant)))
-            lib = ctypes.CDLL(str(_build(variant)))
+            path = _build(variant)
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError as err:  # e.g. a cache on a noexec mount
+                raise KernelUnavailableError(
+                    f"Could not load the compiled kernels {path} ({err}). Point $TEXTGRU_CACHE at a folder that "
+                    "allows executables, or use the onnx-int8 format."
+                ) from err
             p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
             lib.textgru_kernel_isa.restype = i
             lib.textgru_kernel_isa.argtypes = []

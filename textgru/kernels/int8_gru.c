@@ -192,7 +192,7 @@ void textgru_quantize_rows(const float *x, int ldx, int m, int k, const float *g
         }
         float amax = 0.f;
         for (int j = 0; j < k; ++j) amax = fmaxf(amax, fabsf(row[j]));
-        const float s = amax > 0.f ? amax / 127.f : 1.f, inv = 1.f / s;
+        const float s = amax > 1e-30f ? amax / 127.f : 1.f, inv = 1.f / s; /* tiny rows: 1/s would overflow */
         uint8_t *qi = q + (size_t)i * kp;
         for (int j = 0; j < k; ++j) qi[j] = (uint8_t)(int)(row[j] * inv + 128.5f); /* in [1, 255.5]: rounds */
         for (int j = k; j < kp; ++j) qi[j] = 128;
@@ -292,7 +292,7 @@ void textgru_gru_direction(const float *xproj, int ldx, const int64_t *index, co
             /* the state's own scale (a fixed 1/127 would lose small states) for the next step's product */
             float amax = 0.f;
             for (int i = 0; i < hs; ++i) amax = fmaxf(amax, fabsf(hb[i]));
-            const float scale = amax > 0.f ? amax / 127.f : 1.f, inv = 1.f / scale;
+            const float scale = amax > 1e-30f ? amax / 127.f : 1.f, inv = 1.f / scale; /* 1/tiny would overflow */
             for (int i = 0; i < hs; ++i) qb[i] = (uint8_t)(int)(hb[i] * inv + 128.5f); /* in [1, 255.5]: rounds */
             qscale[b] = scale;
         }
