@@ -1,6 +1,7 @@
-"""Fast inference formats for TextGRU models: dynamic int8 quantisation and ONNX.
+"""Fast inference formats for TextGRU models: dynamic int8 quantisation and ONNX (the native int8 format, textgru's
+own kernels, is in `textgru.native_format` and shares this module's manifest).
 
-Three formats, each a folder that holds the fp32 `config.json`, the tokenizer and a `textgru_export.json` manifest
+Three formats here, each a folder that holds the fp32 `config.json`, the tokenizer and a `textgru_export.json` manifest
 (format, format version, torch/textgru versions, file checksums):
 
 - **int8** (`quantize_dynamic`, `save_quantized`, `load_quantized`): every `nn.GRU` and `nn.Linear` gets int8
@@ -201,14 +202,14 @@ def read_manifest(path: str | os.PathLike, expected_format: str | None = None, v
 
     Args:
         path: The export folder.
-        expected_format: Raise unless the manifest's `format` is this (`INT8_FORMAT` or `ONNX_FORMAT`).
+        expected_format: Raise unless the manifest's `format` is this (`INT8_FORMAT`, `ONNX_FORMAT`, `NATIVE_FORMAT`).
         verify: Check every listed file's size and SHA-256 (catches truncated or edited files).
 
     Returns:
         The manifest as a dict.
     """
     folder = Path(path)
-    how = "create one with `textgru export MODEL_DIR OUTPUT_DIR --format int8|onnx`"
+    how = "create one with `textgru export MODEL_DIR OUTPUT_DIR --format onnx|onnx-int8|native-int8|int8`"
     if not (folder / MANIFEST_NAME).is_file():
         raise ExportFormatError(f"{folder} is not a textgru export folder (no {MANIFEST_NAME}); {how}.")
     try:

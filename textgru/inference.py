@@ -1,8 +1,9 @@
-"""Text in, predictions out: one small predictor for eager, int8 and ONNX TextGRU models.
+"""Text in, predictions out: one small predictor for eager, int8, ONNX and native int8 TextGRU models.
 
 `TextClassifier` runs a PyTorch model (fp32 or the int8 model of `textgru.export.quantize_dynamic`);
 `OnnxTextClassifier` runs an ONNX export with onnxruntime, tokenizers and numpy only (this module imports
-torch and transformers lazily, though `import textgru` itself still loads them). Both tokenise with the
+torch and transformers lazily, though `import textgru` itself still loads them); `NativeTextClassifier`
+(`textgru.native_format`) runs textgru's own int8 kernels on numpy. All tokenise with the
 `tokenizers` backend directly (right padding, to the longest text of each batch) and expose the same two calls:
 
 - `predict(texts, batch_size)` -> logits, a float32 array (n_texts, num_labels), in input order. By default the
@@ -12,8 +13,8 @@ torch and transformers lazily, though `import textgru` itself still loads them).
 - `classify(texts, batch_size)` (also `__call__`) -> one dict per text: `{"label", "score"}` for single-label
   models, `{"labels", "scores"}` for multi-label ones, `{"score"}` for regression.
 
-`load_classifier(path)` picks the right one for a folder written by `save_pretrained`, `save_quantized` or
-`export_onnx`.
+`load_classifier(path)` picks the right one for a folder written by `save_pretrained`, `save_quantized`,
+`export_onnx` or `export_native`.
 
 >>> clf = load_classifier("outputs/sst2-export-int8")  # doctest: +SKIP
 >>> clf(["a gripping, beautifully shot film"])  # doctest: +SKIP
