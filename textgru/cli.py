@@ -62,16 +62,20 @@ def _add_export(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
         help="Export a trained model for fast CPU inference (ONNX, int8 ONNX, native int8 or int8 PyTorch).",
-        description="Export a saved TextGRU classifier to a fast inference format. onnx (recommended): ONNX graph "
-        "for onnxruntime, one fused bidirectional GRU op per layer that stops each text at its own length; exact "
-        "(checked against PyTorch before saving), several times faster than eager PyTorch at batch size 1, "
-        'somewhat faster on batches; needs pip install "textgru[export]". onnx-int8: the ONNX graph with its GRUs '
-        "rewritten as Scans and quantised to int8 by onnxruntime: ~3.5x smaller, approximate (label agreement "
-        "written to the manifest), slower than onnx at batch size 1. native-int8: textgru's own fused int8 GRU "
-        "kernels, compiled at first use (needs a C compiler), run on numpy: the fastest on batches, approximate "
-        "(checked against PyTorch before saving). "
-        "int8: PyTorch dynamic quantisation (torch.ao, deprecated upstream; GRU, Linear and embedding weights in "
-        "8 bits: ~4x smaller, approximate). See docs/benchmarks.md for measured figures.",
+        description=(
+            "Export a saved TextGRU classifier to a fast inference format. "
+            "native-int8 (the fastest on a CPU with AVX512-VNNI; needs a C compiler): textgru's own fused int8 GRU "
+            "kernels, compiled at first use for this CPU, run on numpy: 2.5-3x eager PyTorch on batches there, "
+            "~4.5x at batch size 1, approximate (checked against PyTorch before saving); on other CPUs measure "
+            "before choosing. "
+            "onnx (exact, no compiler needed): ONNX graph for onnxruntime, one fused bidirectional GRU op per layer "
+            "that stops each text at its own length; checked against PyTorch before saving, several times faster "
+            'than eager PyTorch at batch size 1, somewhat faster on batches; needs pip install "textgru[export]". '
+            "onnx-int8: the ONNX graph with its GRUs rewritten as Scans and quantised to int8 by onnxruntime: ~3.5x "
+            "smaller, approximate (label agreement written to the manifest), slower than onnx at batch size 1. "
+            "int8: PyTorch dynamic quantisation (torch.ao, deprecated upstream; GRU, Linear and embedding weights in "
+            "8 bits: ~4x smaller, approximate). See docs/benchmarks.md for measured figures."
+        ),
     )
     parser.add_argument("model_dir", help="Folder written by save_pretrained (model and tokenizer).")
     parser.add_argument("output_dir", help="Folder to create.")
