@@ -46,37 +46,32 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def stage_times(native, batches, repeats: int) -> dict:
     """Milliseconds per pass over `batches` for each stage of `NativeInt8Model.__call__` (same inputs, same order)."""
-    prepared = []
-    for ids, mask in batches:
-        mask = mask.astype(bool)
-        lengths = mask.sum(1).astype(np.int64)
-        offsets = np.cumsum(lengths) - lengths
-        order = np.argsort(-lengths, kind="stable")
-        tokens = np.ascontiguousarray(ids[mask], dtype=np.int64)
-        prepared.append(
-            (tokens, np.ascontiguousarray(offsets[order]), np.ascontiguousarray(lengths[order]), lengths, offsets)
-        )
+    packed = [native.pack(ids, mask) for ids, mask in batches]
     # the inputs of every stage, computed once
     inputs = []
-    for tokens, sorted_offsets, sorted_lengths, _, _ in prepared:
-        xs = [native._run_layer(native.layers[0], None, sorted_offsets, sorted_lengths, tokens)]
+    for p in packed:
+        xs = [native._run_layer(native.layers[0], None, p.sorted_offsets, p.sorted_lengths, p.tokens)]
         for layer in native.layers[1:]:
-            xs.append(native._run_layer(layer, xs[-1], sorted_offsets, sorted_lengths))
+            xs.append(native._run_layer(layer, xs[-1], p.sorted_offsets, p.sorted_lengths))
         inputs.append(xs)
 
     def timed(fn) -> float:
-        return 1e3 * median_seconds(lambda: [fn(p, xs) for p, xs in zip(prepared, inputs)], repeats)
+        return 1e3 * median_seconds(lambda: [fn(p, xs) for p, xs in zip(packed, inputs)], repeats)
 
     stages = {
-        "layer 0 (table + recurrences)": timed(lambda p, xs: native._run_layer(native.layers[0], None, *p[1:3], p[0]))
+        "layer 0 (table + recurrences)": timed(
+            lambda p, xs: native._run_layer(native.layers[0], None, p.sorted_offsets, p.sorted_lengths, p.tokens)
+        )
     }
     for i, layer in enumerate(native.layers[1:], start=1):
-        whole = timed(lambda p, xs, layer=layer, i=i: native._run_layer(layer, xs[i - 1], *p[1:3]))
+        whole = timed(
+            lambda p, xs, layer=layer, i=i: native._run_layer(layer, xs[i - 1], p.sorted_offsets, p.sorted_lengths)
+        )
         products = timed(lambda p, xs, layer=layer, i=i: layer["ih"](*native._quantize(xs[i - 1], layer["norm"])))
         stages[f"layer {i} input products (norm, quantise, int8 product)"] = products
         stages[f"layer {i} recurrences (and residual)"] = whole - products
     stages["final norm, pooling, classifier"] = timed(
-        lambda p, xs: native._pool(xs[-1], p[3], p[4]) @ native.classifier[0].T + native.classifier[1]
+        lambda p, xs: native._pool(xs[-1], p.lengths, p.offsets) @ native.classifier[0].T + native.classifier[1]
     )
     return stages
 

@@ -186,6 +186,26 @@ def test_where_time_goes_reports_its_bounds(speed, tmp_path):
     assert 0 < train["textgru"]["gru_ms"] < train["textgru"]["profiled_step_ms"]  # the stepwise autograd function ran
 
 
+def test_native_profile_reports_every_build_and_stage(speed, tmp_path):
+    """benchmarks/native_profile.py --quick: every kernel build is timed against eager, every stage of the best build
+    is timed, the products have a throughput (no timing claims)."""
+    from textgru.kernels import VARIANTS, KernelUnavailableError
+
+    spec = importlib.util.spec_from_file_location("textgru_native_profile", BENCHMARKS / "native_profile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "native.json"
+    try:
+        report = module.main(["--quick", "--data-dir", str(SHARED_DATA), "--json", str(out)])
+    except KernelUnavailableError as err:
+        pytest.skip(f"the native kernels cannot be built here: {err}")
+    assert json.loads(out.read_text())["real_tokens"] == report["real_tokens"] > 0
+    assert set(report["forward_ms"]) == {"eager", *VARIANTS} and all(v > 0 for v in report["forward_ms"].values())
+    assert report["speedup_vs_eager"]["eager"] == 1
+    assert len(report["stages_ms"]) == 4 and report["tokenize_ms"] > 0
+    assert all(v > 0 for v in report["product_gmacs"].values())
+
+
 def test_gpu_speed_reports_every_figure_on_the_cpu(speed, tmp_path):
     """benchmarks/gpu_speed.py --device cpu --quick: every model, data set and precision has its figure, and the
     JSON holds what the table shows (no timing claims; the real run needs a GPU)."""

@@ -21,6 +21,7 @@ format (`export_native`, `load_native`, `NativeTextClassifier`) is in `textgru.n
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,6 +43,16 @@ def _f32(a) -> np.ndarray:
 def _expect(ok: bool, what: str) -> None:
     if not ok:
         raise ValueError(f"The native int8 weights of {what} do not fit the config's sizes; re-export the model.")
+
+
+class Packed(NamedTuple):
+    """A batch packed for the kernels (`NativeInt8Model.pack`)."""
+
+    tokens: np.ndarray  # (real tokens,) ids, row after row
+    lengths: np.ndarray  # (batch,) tokens per row, in row order
+    offsets: np.ndarray  # (batch,) where each row starts in `tokens`
+    sorted_offsets: np.ndarray  # the same, rows longest first (what the recurrence takes)
+    sorted_lengths: np.ndarray
 
 
 def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,10 +151,7 @@ class NativeInt8Model:
     def _first_layer_table(self, arrays) -> tuple[np.ndarray, np.ndarray | None]:
         """fp32 input products of layer 0 for every token id, in the kernels' column layout, and its skip path."""
         emb, first, p = self.embeddings, self.layers[0], "layers.0"
-        normed = emb
-        if first["norm"] is not None:
-            mean = emb.mean(1, keepdims=True)
-            normed = (emb - mean) / np.sqrt(emb.var(1, keepdims=True) + self.eps) * first["norm"][0] + first["norm"][1]
+        normed = emb if first["norm"] is None else self._layer_norm(emb, first["norm"])
         products = np.zeros((len(emb), first["ih"].np), np.float32)
         for d, name in enumerate(["forward", "backward"][: self.directions]):
             weight = arrays[f"{p}.{name}.ih.fweight"]
@@ -234,31 +242,43 @@ class NativeInt8Model:
             out = skip + gate * (out - skip)
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
-        """Logits (batch, num_labels) for a batch of token ids (batch, seq_len); padding may sit anywhere."""
+    def _layer_norm(self, x: np.ndarray, norm: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        out, (m, k) = np.empty_like(x), x.shape
+        self.lib.textgru_layer_norm(_ptr(x), k, m, k, _ptr(norm[0]), _ptr(norm[1]), self.eps, _ptr(out), k)
+        return out
+
+    def pack(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> Packed:
+        """A batch as the kernels take it: its real tokens one row after another, and the rows longest first."""
         ids = np.asarray(input_ids)
         mask = np.ones(ids.shape, bool) if attention_mask is None else np.asarray(attention_mask).astype(bool)
         if ids.ndim != 2 or mask.shape != ids.shape:
             raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be the same 2-D shape.")
         lengths = mask.sum(1).astype(np.int64)
         offsets = np.cumsum(lengths) - lengths
-        tokens = ids[mask]  # each row's real tokens in order, rows one after another
+        tokens = np.ascontiguousarray(ids[mask], dtype=np.int64)  # each row's real tokens in order
         if tokens.size and (tokens.min() < 0 or tokens.max() >= len(self.embeddings)):
             raise ValueError(f"Token ids must be in [0, {len(self.embeddings)}); got {tokens.min()}..{tokens.max()}.")
-        order = np.argsort(-lengths, kind="stable")  # the kernels take rows longest first
-        sorted_offsets, sorted_lengths = np.ascontiguousarray(offsets[order]), np.ascontiguousarray(lengths[order])
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
-        x = None if self.table is not None else self.embeddings[tokens]  # (tokens, embedding_size)
+        order = np.argsort(-lengths, kind="stable")
+        return Packed(
+            tokens, lengths, offsets, np.ascontiguousarray(offsets[order]), np.ascontiguousarray(lengths[order])
+        )
+
+    def encode(self, batch: Packed) -> np.ndarray:
+        """The stack's output for a packed batch, (tokens, width), after every layer (not yet the final norm)."""
+        x = None if self.table is not None else self.embeddings[batch.tokens]  # (tokens, embedding_size)
         for i, layer in enumerate(self.layers):
-            ids = tokens if i == 0 and self.table is not None else None
-            x = self._run_layer(layer, x, sorted_offsets, sorted_lengths, ids)
+            ids = batch.tokens if i == 0 and self.table is not None else None
+            x = self._run_layer(layer, x, batch.sorted_offsets, batch.sorted_lengths, ids)
+        return x
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
+        """Logits (batch, num_labels) for a batch of token ids (batch, seq_len); padding may sit anywhere."""
+        batch = self.pack(input_ids, attention_mask)
+        x = self.encode(batch)
         if self.final_norm is not None:
-            normed = np.empty_like(x)
-            self.lib.textgru_layer_norm(_ptr(x), self.width, len(x), self.width, _ptr(self.final_norm[0]),
-                                        _ptr(self.final_norm[1]), self.eps, _ptr(normed), self.width)  # fmt: skip
-            x = normed
+            x = self._layer_norm(x, self.final_norm)
         weight, bias = self.classifier
-        return (self._pool(x, lengths, offsets) @ weight.T + bias).astype(np.float32)
+        return (self._pool(x, batch.lengths, batch.offsets) @ weight.T + bias).astype(np.float32)
 
     def _pool(self, x: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Pool each row's tokens (rows of `x` packed in row order); empty rows pool to zeros, as in PyTorch."""
@@ -326,4 +346,4 @@ def state_arrays(model) -> dict[str, np.ndarray]:
     return out
 
 
-__all__ = ["NativeInt8Model", "quantize_weight", "state_arrays"]
+__all__ = ["NativeInt8Model", "Packed", "quantize_weight", "state_arrays"]
