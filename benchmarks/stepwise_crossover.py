@@ -1,9 +1,10 @@
 """Where does TextGRU's stepwise GRU beat `nn.GRU`? A sweep, for training and for inference.
 
 `--mode training` (default): for each hidden size, batch size and sequence length, times one training step (forward
-+ backward) of a stack of TextGRU bidirectional layers on the stepwise path (textgru's own autograd) and on `nn.GRU`
-(the same layers and weights, interleaved repeats, median), and prints the speed-up (`nn.GRU` time / stepwise time;
-> 1 = the stepwise path is faster). This is what `TextGRUModel.stepwise_max_batch` (32) rests on.
++ backward) of a stack of TextGRU bidirectional layers on the stepwise path (textgru's own autograd) with its per-step
+loops in PyTorch and in textgru's compiled recurrence (`TextGRUModel.native_training`, where it builds), and on
+`nn.GRU` (the same layers and weights, interleaved repeats, median), and prints the speed-ups (`nn.GRU` time /
+stepwise time; > 1 = the stepwise path is faster). This is what `TextGRUModel.stepwise_max_batch` rests on.
 
 `--mode inference`: the same stack's forward pass as `textgru.inference.TextClassifier` runs it (under
 `torch.inference_mode()`, stacked weights cached): the stepwise recurrence (nothing saved) against `nn.GRU` on the
@@ -57,14 +58,20 @@ def speedup(hidden: int, batch: int, length: int, layers: int, repeats: int, see
     """One configuration: median training-step seconds on both paths and their ratio."""
     stack, x, lengths, reversal, index = _stack(hidden, batch, length, layers, seed)
 
-    def step(stepwise: bool) -> None:
+    def step(stepwise) -> None:
         h = x
         for layer in stack:
-            h = layer(h, lengths, reversal, False, index if stepwise else None)
+            h = layer(h, lengths, reversal, False, stepwise)
         h.sum().backward()
 
-    t = _interleaved({"stepwise": lambda: step(True), "nn_gru": lambda: step(False)}, repeats)
-    return {
+    paths = {
+        "stepwise": lambda: step((*index, False)),
+        "nn_gru": lambda: step(None),
+    }
+    if _compiled_recurrence():
+        paths["native"] = lambda: step((*index, True))
+    t = _interleaved(paths, repeats)
+    out = {
         "hidden": hidden,
         "batch": batch,
         "length": length,
@@ -72,6 +79,24 @@ def speedup(hidden: int, batch: int, length: int, layers: int, repeats: int, see
         "nn_gru_s": t["nn_gru"],
         "speedup": t["nn_gru"] / t["stepwise"],
     }
+    if "native" in t:
+        out.update(
+            native_s=t["native"],
+            native_speedup=t["nn_gru"] / t["native"],
+            native_vs_stepwise=t["stepwise"] / t["native"],
+        )
+    return out
+
+
+def _compiled_recurrence() -> bool:
+    from textgru.kernels import KernelUnavailableError, load_training
+
+    try:
+        load_training()
+        return True
+    except KernelUnavailableError as err:
+        print(f"(the compiled recurrence is unavailable here: {err}; timing the PyTorch loop only)")
+        return False
 
 
 def inference_speedup(hidden: int, batch: int, length: int, layers: int, repeats: int, seed: int = 0) -> dict:
@@ -119,8 +144,11 @@ def main(argv=None) -> list[dict]:
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, threads={threads}, {args.layers} layers, {args.mode}, median of {args.repeats}")
     if args.mode == "training":
-        print("| hidden | batch | length | nn.GRU step (s) | stepwise step (s) | speed-up |")
-        print("|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| hidden | batch | length | nn.GRU step (s) | stepwise step (s) | speed-up | compiled step (s) "
+            "| speed-up |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     else:
         print(
             "| hidden | batch | length | fill | nn.GRU padded (s) | nn.GRU packed (s) | stepwise (s) | vs padded |",
@@ -135,6 +163,7 @@ def main(argv=None) -> list[dict]:
                 if args.mode == "training":
                     r = speedup(hidden, batch, length, args.layers, args.repeats)
                     row = f"{r['nn_gru_s']:.4f} | {r['stepwise_s']:.4f} | {r['speedup']:.2f}x"
+                    row += f" | {r['native_s']:.4f} | {r['native_speedup']:.2f}x" if "native_s" in r else " | - | -"
                 else:
                     r = inference_speedup(hidden, batch, length, args.layers, args.repeats)
                     row = (

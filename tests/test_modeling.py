@@ -82,15 +82,20 @@ def pad(rows: list[torch.Tensor], side: str, extra: int = 3, seed: int = 1):
 
 @contextlib.contextmanager
 def path(model: nn.Module, name: str):
-    """`train`: grad enabled, padded path (on the CPU: the stepwise GRU with its own backward). Under eval +
+    """`train`: grad enabled, padded path (on the CPU: the stepwise GRU with its own backward, its per-step loops in
+    the compiled recurrence where it builds); `train_torch`: the same with those loops in PyTorch. Under eval +
     no_grad: `packed` (nn.GRU on packed sequences), `stepwise_no_grad` (textgru's recurrence, nothing saved),
     `padded_no_grad` (nn.GRU on the padded batch)."""
     encoder = model.textgru if hasattr(model, "textgru") else model
     previous = encoder.packed_inference, encoder.packed_min_fill, encoder.stepwise_inference_max_batch
-    if name == "train":
+    if name in ("train", "train_torch"):
         model.train()
-        with torch.enable_grad():
-            yield
+        encoder.native_training = name == "train"
+        try:
+            with torch.enable_grad():
+                yield
+        finally:
+            encoder.native_training = True
     else:
         model.eval()
         encoder.packed_inference = name == "packed"
@@ -103,7 +108,17 @@ def path(model: nn.Module, name: str):
             encoder.packed_inference, encoder.packed_min_fill, encoder.stepwise_inference_max_batch = previous
 
 
-PATHS = ("train", "packed", "stepwise_no_grad")
+PATHS = ("train", "train_torch", "packed", "stepwise_no_grad")
+
+
+def native_training_kernels():
+    """The compiled training recurrence, or skip the test (no C compiler, or the build failed)."""
+    from textgru.kernels import KernelUnavailableError, load_training
+
+    try:
+        return load_training()
+    except KernelUnavailableError as err:
+        pytest.skip(f"textgru's compiled training recurrence cannot be built here: {err}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -224,24 +239,28 @@ def test_padding_invariance_other_shapes(overrides, run):
 
 
 @pytest.mark.parametrize(
-    "run, packs, stepwise, gru_calls",
+    "run, packs, stepwise, native, gru_calls",
     [
-        ("train", False, 2, 0),
-        ("packed", True, 0, 0),
-        ("stepwise_no_grad", False, 2, 0),
-        ("padded_no_grad", False, 0, 4),
+        ("train", False, 0, 2, 0),
+        ("train_torch", False, 2, 0, 0),
+        ("packed", True, 0, 0, 0),
+        ("stepwise_no_grad", False, 2, 0, 0),
+        ("padded_no_grad", False, 0, 0, 4),
     ],
 )
-def test_paths_are_the_ones_the_tests_claim(run, packs, stepwise, gru_calls, monkeypatch):
+def test_paths_are_the_ones_the_tests_claim(run, packs, stepwise, native, gru_calls, monkeypatch):
     from textgru import modeling_textgru
 
-    calls = {"pack": 0, "stepwise": 0, "gru": 0}
+    if native:
+        native_training_kernels()
+    calls = {"pack": 0, "stepwise": 0, "native": 0, "gru": 0}
 
     def counting(key, original):
         return lambda *a, **k: calls.__setitem__(key, calls[key] + 1) or original(*a, **k)
 
     monkeypatch.setattr(nn.utils.rnn, "pack_padded_sequence", counting("pack", nn.utils.rnn.pack_padded_sequence))
     monkeypatch.setattr(modeling_textgru, "_stepwise_states", counting("stepwise", modeling_textgru._stepwise_states))
+    monkeypatch.setattr(modeling_textgru, "_native_forward", counting("native", modeling_textgru._native_forward))
     monkeypatch.setattr(nn.GRU, "forward", counting("gru", nn.GRU.forward))
     model = make_model()
     ids, mask, _ = pad(make_rows(), "right")
@@ -249,6 +268,7 @@ def test_paths_are_the_ones_the_tests_claim(run, packs, stepwise, gru_calls, mon
         model(ids, attention_mask=mask)
     assert bool(calls["pack"]) == packs
     assert calls["stepwise"] == stepwise  # one call per layer, both directions at once
+    assert calls["native"] == native  # the compiled recurrence: one call per layer too
     assert calls["gru"] == gru_calls  # nn.GRU modules called (two per layer)
 
 
@@ -448,21 +468,162 @@ def test_stepwise_gru_passes_gradcheck(steps):
     assert torch.autograd.gradcheck(_StepwiseGRU.apply, (x, *weights))
 
 
+@pytest.mark.parametrize("variant", ["best", "avx2", "generic"])
+@pytest.mark.parametrize("m, n, k", [(32, 384, 128), (5, 37, 3), (7, 64, 300), (1, 129, 129), (9, 16, 1)])
+@pytest.mark.parametrize("accumulate", [0, 1])
+def test_compiled_training_product(m, n, k, accumulate, variant):
+    """The recurrence's register-tiled product (row, column and K-block tails; strided rows) against numpy."""
+    import ctypes
+
+    import numpy as np
+
+    from textgru.kernels import KernelUnavailableError, load_training
+
+    try:
+        lib = load_training(variant)
+    except KernelUnavailableError as err:
+        pytest.skip(f"textgru's compiled training recurrence cannot be built here: {err}")
+    rng = np.random.default_rng(m * n + k)
+    a = rng.standard_normal((m, k + 3), dtype=np.float32)  # row stride k + 3: only the first k columns are read
+    w = rng.standard_normal((k, n + 5), dtype=np.float32)
+    c = rng.standard_normal((m, n + 2), dtype=np.float32)
+    expected = a[:, :k].astype(np.float64) @ w[:, :n] + (c[:, :n] if accumulate else 0)
+    untouched = c[:, n:].copy()
+    pointer = lambda array: array.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    lib.textgru_train_gemm(m, n, k, pointer(a), k + 3, pointer(w), n + 5, pointer(c), n + 2, accumulate)
+    np.testing.assert_allclose(c[:, :n], expected, rtol=1e-5, atol=1e-4 * np.sqrt(k))
+    np.testing.assert_array_equal(c[:, n:], untouched)  # nothing written past column n
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("variant", ["best", "avx2", "generic"])
+@pytest.mark.parametrize(
+    "directions, steps, batch, inputs, hidden",
+    [(2, 7, 5, 11, 37), (1, 1, 1, 3, 16), (2, 4, 9, 40, 64), (2, 6, 4, 8, 17), (1, 3, 2, 5, 3)],
+)
+def test_compiled_training_recurrence_matches_pytorch(directions, steps, batch, inputs, hidden, variant, threads):
+    """The compiled per-step loops (every vector width, with row and column tails, one and two threads) give
+    `_StepwiseGRU`'s states and every gradient as the PyTorch loops do, to fp32 rounding."""
+    from textgru.kernels import KernelUnavailableError, load_training
+    from textgru.modeling_textgru import _StepwiseGRU
+
+    try:
+        lib = load_training(variant)
+    except KernelUnavailableError as err:
+        pytest.skip(f"textgru's compiled training recurrence cannot be built here: {err}")
+    generator = torch.Generator().manual_seed(steps * 100 + hidden)
+    shapes = [
+        (directions, steps, batch, inputs),
+        (directions, 3 * hidden, inputs),
+        (directions, 3 * hidden, hidden),
+        (directions, 3 * hidden),
+        (directions, 3 * hidden),
+    ]
+    tensors = [torch.randn(*shape, generator=generator) * 0.5 for shape in shapes]
+    grad_states = torch.randn(directions, steps, batch, hidden, generator=generator)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        torch.set_num_threads(threads)
+        for native in (None, lib):
+            leaves = [t.clone().requires_grad_(True) for t in tensors]
+            states = _StepwiseGRU.apply(*leaves, native)
+            states.backward(grad_states)
+            results.append([states.detach(), *(leaf.grad for leaf in leaves)])
+    finally:
+        torch.set_num_threads(previous)
+    for name, got, expected in zip(["states", "x", "weight_ih", "weight_hh", "bias_ih", "bias_hh"], *results[::-1]):
+        assert expected.abs().max() > 0 or (name == "weight_hh" and steps == 1), name  # one step: h = 0 only
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5, msg=name)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("residual", RESIDUALS)
+def test_native_training_equals_pytorch_training(residual, bidirectional):
+    """A whole model's logits and gradients with the compiled recurrence match the PyTorch loop's (fp32)."""
+    native_training_kernels()
+    model = make_model(residual=residual, bidirectional=bidirectional).train()
+    ids, mask, _ = pad(make_rows((5, 1, 9, 0, 3)), "left")
+    runs = []
+    for native in (True, False):
+        model.textgru.native_training = native
+        runs.append(_training_run(model, ids, mask, stepwise=True))
+    (logits, grads, input_grad), (ref_logits, ref_grads, ref_input_grad) = runs
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-5)
+    assert sorted(grads) == sorted(ref_grads)
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+    torch.testing.assert_close(input_grad, ref_input_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_training_falls_back_to_pytorch_without_the_compiled_recurrence(monkeypatch, caplog):
+    """No C compiler (or a failed build): one warning, then training runs the PyTorch loop, same values."""
+    from textgru import kernels, modeling_textgru
+
+    def unavailable(variant="best"):
+        raise kernels.KernelUnavailableError("no C compiler (simulated)")
+
+    monkeypatch.setattr(modeling_textgru, "_NATIVE_KERNELS", [])
+    monkeypatch.setattr(kernels, "load_training", unavailable)
+    model = make_model().train()
+    ids, mask, _ = pad(make_rows(), "right")
+    with caplog.at_level("WARNING"):
+        logits, grads, _ = _training_run(model, ids, mask, stepwise=True)
+        _training_run(model, ids, mask, stepwise=True)
+    warnings = [r.getMessage() for r in caplog.records if "compiled training recurrence" in r.getMessage()]
+    assert len(warnings) == 1 and "no C compiler (simulated)" in warnings[0]
+    assert modeling_textgru._native_kernels() is None
+    model.textgru.native_training = False
+    ref_logits, ref_grads, _ = _training_run(model, ids, mask, stepwise=True)
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=0)
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=0, atol=0, msg=name)
+
+
+def test_native_training_runs_fp32_only():
+    """A float64 model takes the PyTorch loop (the compiled recurrence is fp32): exact against nn.GRU above."""
+    from textgru import modeling_textgru
+
+    calls = []
+    original = modeling_textgru._native_forward
+    modeling_textgru._native_forward = lambda *a: calls.append(1) or original(*a)
+    try:
+        model = make_model().double().train()
+        ids, mask, _ = pad(make_rows(), "right")
+        model(ids, attention_mask=mask).logits.sum().backward()
+    finally:
+        modeling_textgru._native_forward = original
+    assert calls == []
+
+
 @pytest.mark.parametrize(
     "setting, expected_calls",
-    [("train", 2), ("no_grad", 0), ("switched_off", 0), ("autocast", 0), ("large_batch", 0)],
+    [
+        ("train", 2),
+        ("no_grad", 0),
+        ("switched_off", 0),
+        ("autocast", 0),
+        ("large_batch", 0),
+        ("large_batch_native", 2),
+        ("large_batch_pytorch_loop", 0),
+    ],
 )
 def test_stepwise_gru_runs_only_when_training_on_the_cpu(setting, expected_calls, monkeypatch):
     from textgru import modeling_textgru
 
+    if setting == "large_batch_native":
+        native_training_kernels()
     calls = []
     original = modeling_textgru._StepwiseGRU.apply
     monkeypatch.setattr(modeling_textgru._StepwiseGRU, "apply", lambda *a: calls.append(1) or original(*a))
     model = make_model().train()
     model.textgru.stepwise_training = setting != "switched_off"
     ids, mask, _ = pad(make_rows(), "right")
-    if setting == "large_batch":  # more rows than the stepwise GRU is measured to win at: nn.GRU runs
+    if setting.startswith("large_batch"):  # more rows than the PyTorch loop is measured to win at
         model.textgru.stepwise_max_batch = ids.size(0) - 1
+    if setting == "large_batch":  # and than the compiled loop's limit: nn.GRU runs
+        model.textgru.native_max_batch = ids.size(0) - 1
+    model.textgru.native_training = setting != "large_batch_pytorch_loop"  # the compiled loop: up to 128 rows
     if setting == "no_grad":
         context = torch.no_grad()
     elif setting == "autocast":

@@ -28,7 +28,12 @@ BLOCKED_LOAD = PREAMBLE + textwrap.dedent(
         logits = classifier(**batch).logits
         pooled = encoder(**batch).pooler_output
     torch.save({"logits": logits, "pooled": pooled}, outputs)
+    # a training step too: the compiled recurrence is textgru's, so the copied code must train without it
+    classifier.train()
+    classifier(**batch, labels=torch.tensor([0, 1, 2])).loss.backward()
+    gru_grads = [p.grad for name, p in classifier.named_parameters() if "_gru." in name]
     print(json.dumps({
+        "trained": bool(gru_grads) and all(g is not None and bool(g.abs().sum() > 0) for g in gru_grads),
         "modules": [type(obj).__module__ for obj in (config, classifier, encoder)],
         "classes": [type(obj).__name__ for obj in (config, classifier, encoder)],
         "textgru_loaded": [name for name in sys.modules if name == "textgru" or name.startswith("textgru.")
@@ -105,6 +110,7 @@ def test_loads_with_trust_remote_code_where_textgru_is_not_installed(saved, tmp_
     assert report["classes"] == ["TextGRUConfig", "TextGRUForSequenceClassification", "TextGRUModel"]
     assert all(module.startswith("transformers_modules.") for module in report["modules"]), report["modules"]
     assert report["textgru_loaded"] == []
+    assert report["trained"]  # every GRU weight got a gradient, on the PyTorch loop
 
     got = torch.load(outputs)
     torch.testing.assert_close(got["logits"], expected["logits"], rtol=0, atol=1e-6)

@@ -30,8 +30,11 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.utils import logging
 
 from .configuration_textgru import TextGRUConfig
+
+logger = logging.get_logger(__name__)
 
 
 class TextGRUDropout(nn.Dropout):
@@ -151,41 +154,25 @@ class _StepwiseGRU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight_ih, weight_hh, bias_ih, bias_hh):
-        states, saved = _stepwise_states(x, weight_ih.mT, weight_hh.mT.contiguous(), bias_ih, bias_hh, save=True)
+    def forward(ctx, x, weight_ih, weight_hh, bias_ih, bias_hh, native=None):
+        # `native`: the compiled recurrence (`_native_kernels`) for the per-step loops, or None for PyTorch's
+        ctx.native = native
+        if native is None:
+            states, saved = _stepwise_states(x, weight_ih.mT, weight_hh.mT.contiguous(), bias_ih, bias_hh, save=True)
+        else:
+            states, saved = _native_forward(native, x, weight_ih, weight_hh, bias_ih, bias_hh)
         ctx.save_for_backward(x, weight_ih, weight_hh, states, *saved)
         return states
 
     @staticmethod
     def backward(ctx, grad_states):
-        x, weight_ih, weight_hh, states, rz, candidate, rec = ctx.saved_tensors
+        x, weight_ih, weight_hh, states, *saved = ctx.saved_tensors
         directions, steps, batch, input_size = x.shape
         hidden = weight_hh.shape[-1]
-        grad_rec = x.new_empty(directions, steps, batch, 3 * hidden)  # d(pre-activations) via W_hh: r, z, r * n
-        grad_n = x.new_empty(directions, steps, batch, hidden)  # d(pre-activation of n)
-        grad_states_t, grad_rec_t, grad_n_t = grad_states.unbind(1), grad_rec.unbind(1), grad_n.unbind(1)
-        states_t, rz_t, candidate_t = states.unbind(1), rz.unbind(1), candidate.unbind(1)
-        r_t, z_t = rz[..., :hidden].unbind(1), rz[..., hidden:].unbind(1)
-        rec_n_t = rec[..., 2 * hidden :].unbind(0)  # the recurrent part of n's input, h W_hn^T + b_hn
-        grad_rec_rz_t, grad_rec_n_t = grad_rec[..., : 2 * hidden].unbind(1), grad_rec[..., 2 * hidden :].unbind(1)
-        h_prev_t = (x.new_zeros(directions, batch, hidden), *states_t[:-1])
-        grad_gates = x.new_empty(directions, batch, 2 * hidden)  # d(r, z) of the current step, before the sigmoid
-        grad_r, grad_z = grad_gates[..., :hidden], grad_gates[..., hidden:]
-        tanh_backward, sigmoid_backward = (
-            torch.ops.aten.tanh_backward.grad_input,
-            torch.ops.aten.sigmoid_backward.grad_input,
-        )
-        # per step: every result written into its slot (per-step views made above), no slicing, no cat, no copies
-        grad_h = None
-        for t in range(steps - 1, -1, -1):
-            grad_h = grad_states_t[t] if grad_h is None else grad_h.add_(grad_states_t[t])
-            grad_h_z = grad_h * z_t[t]  # the path through h' = n + z * (h - n) that skips the gates
-            tanh_backward(grad_h - grad_h_z, candidate_t[t], grad_input=grad_n_t[t])
-            torch.mul(grad_n_t[t], rec_n_t[t], out=grad_r)
-            torch.sub(h_prev_t[t], candidate_t[t], out=grad_z).mul_(grad_h)
-            sigmoid_backward(grad_gates, rz_t[t], grad_input=grad_rec_rz_t[t])
-            torch.mul(grad_n_t[t], r_t[t], out=grad_rec_n_t[t])
-            grad_h = torch.baddbmm(grad_h_z, grad_rec_t[t], weight_hh)
+        if ctx.native is None:
+            grad_rec, grad_n = _recurrence_backward(grad_states, states, *saved, weight_hh)
+        else:
+            grad_rec, grad_n = _native_backward(ctx.native, grad_states, states, *saved, weight_hh)
         # weight and input gradients: one matmul each over all steps, read in place from the (directions, steps,
         # batch, .) buffers; the input side's gates are r and z from `grad_rec` and n from `grad_n`
         grad_rec_all = grad_rec.view(directions, steps * batch, 3 * hidden)
@@ -207,7 +194,106 @@ class _StepwiseGRU(torch.autograd.Function):
             grad_weight_hh,
             grad_bias_ih,
             grad_bias_hh,
+            None,
         )
+
+
+def _recurrence_backward(grad_states, states, rz, candidate, rec, weight_hh) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-step half of `_StepwiseGRU.backward` in PyTorch: d(loss) w.r.t. the pre-activations of every step,
+    `grad_rec` (directions, steps, batch, 3 * hidden: r, z and the recurrent product of n) and `grad_n` (the
+    pre-activation of n), the recurrent matmul's share included."""
+    directions, steps, batch, hidden = states.shape
+    grad_rec = states.new_empty(directions, steps, batch, 3 * hidden)  # d(pre-activations) via W_hh: r, z, r * n
+    grad_n = states.new_empty(directions, steps, batch, hidden)  # d(pre-activation of n)
+    grad_states_t, grad_rec_t, grad_n_t = grad_states.unbind(1), grad_rec.unbind(1), grad_n.unbind(1)
+    states_t, rz_t, candidate_t = states.unbind(1), rz.unbind(1), candidate.unbind(1)
+    r_t, z_t = rz[..., :hidden].unbind(1), rz[..., hidden:].unbind(1)
+    rec_n_t = rec[..., 2 * hidden :].unbind(0)  # the recurrent part of n's input, h W_hn^T + b_hn
+    grad_rec_rz_t, grad_rec_n_t = grad_rec[..., : 2 * hidden].unbind(1), grad_rec[..., 2 * hidden :].unbind(1)
+    h_prev_t = (states.new_zeros(directions, batch, hidden), *states_t[:-1])
+    grad_gates = states.new_empty(directions, batch, 2 * hidden)  # d(r, z) of the current step, before the sigmoid
+    grad_r, grad_z = grad_gates[..., :hidden], grad_gates[..., hidden:]
+    tanh_backward, sigmoid_backward = (
+        torch.ops.aten.tanh_backward.grad_input,
+        torch.ops.aten.sigmoid_backward.grad_input,
+    )
+    # per step: every result written into its slot (per-step views made above), no slicing, no cat, no copies
+    grad_h = None
+    for t in range(steps - 1, -1, -1):
+        grad_h = grad_states_t[t] if grad_h is None else grad_h.add_(grad_states_t[t])
+        grad_h_z = grad_h * z_t[t]  # the path through h' = n + z * (h - n) that skips the gates
+        tanh_backward(grad_h - grad_h_z, candidate_t[t], grad_input=grad_n_t[t])
+        torch.mul(grad_n_t[t], rec_n_t[t], out=grad_r)
+        torch.sub(h_prev_t[t], candidate_t[t], out=grad_z).mul_(grad_h)
+        sigmoid_backward(grad_gates, rz_t[t], grad_input=grad_rec_rz_t[t])
+        torch.mul(grad_n_t[t], r_t[t], out=grad_rec_n_t[t])
+        grad_h = torch.baddbmm(grad_h_z, grad_rec_t[t], weight_hh)
+    return grad_rec, grad_n
+
+
+_NATIVE_KERNELS: list = []  # [the compiled training recurrence, or None where it cannot be had], once looked up
+
+
+def _native_kernels():
+    """textgru's compiled fp32 GRU recurrence (`textgru/kernels/gru_train.c`) for `_StepwiseGRU`'s per-step loops,
+    or None where it cannot be had: textgru not installed (this file loaded as remote code), no C compiler, or a
+    failed build (logged once). Looked up once per process; built on first use and cached by `textgru.kernels`."""
+    if not _NATIVE_KERNELS:
+        try:
+            from textgru.kernels import load_training  # an optional accelerator: this file needs only torch
+        except ImportError:
+            lib = None
+        else:
+            try:
+                lib = load_training()
+            except Exception as err:  # KernelUnavailableError and whatever a broken toolchain raises
+                logger.warning(
+                    "textgru's compiled training recurrence is unavailable (%s); training runs the PyTorch loop "
+                    "(same values, slower).",
+                    str(err).splitlines()[0],
+                )
+                lib = None
+        _NATIVE_KERNELS.append(lib)
+    return _NATIVE_KERNELS[0]
+
+
+def _check_native(code: int) -> None:
+    if code != 0:
+        raise MemoryError("textgru's compiled GRU recurrence could not allocate its scratch buffers.")
+
+
+def _native_forward(lib, x, weight_ih, weight_hh, bias_ih, bias_hh) -> tuple[torch.Tensor, tuple]:
+    """`_stepwise_states(..., save=True)` with the per-step loop in C; saves (r and z, the candidate n, the recurrent
+    part of n's input h W_hn^T + b_hn), all (directions, steps, batch, .), for `_native_backward`."""
+    directions, steps, batch, input_size = x.shape
+    hidden = weight_hh.shape[-1]
+    gates_in = torch.baddbmm(bias_ih.unsqueeze(1), x.reshape(directions, steps * batch, input_size), weight_ih.mT)
+    weight_hh_t, bias_hh = weight_hh.mT.contiguous(), bias_hh.contiguous()
+    states = x.new_empty(directions, steps, batch, hidden)
+    rz = x.new_empty(directions, steps, batch, 2 * hidden)
+    candidate, rec_n = torch.empty_like(states), torch.empty_like(states)
+    args = (gates_in, weight_hh_t, bias_hh, states, rz, candidate, rec_n)
+    _check_native(
+        lib.textgru_gru_train_forward(
+            directions, steps, batch, hidden, *(t.data_ptr() for t in args), torch.get_num_threads()
+        )
+    )
+    return states, (rz, candidate, rec_n)
+
+
+def _native_backward(lib, grad_states, states, rz, candidate, rec_n, weight_hh) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_recurrence_backward` with the per-step loop in C, from what `_native_forward` saved."""
+    directions, steps, batch, hidden = states.shape
+    grad_states, weight_hh = grad_states.contiguous(), weight_hh.contiguous()
+    grad_rec = states.new_empty(directions, steps, batch, 3 * hidden)
+    grad_n = torch.empty_like(states)
+    args = (grad_states, states, rz, candidate, rec_n, weight_hh, grad_rec, grad_n)
+    _check_native(
+        lib.textgru_gru_train_backward(
+            directions, steps, batch, hidden, *(t.data_ptr() for t in args), torch.get_num_threads()
+        )
+    )
+    return grad_rec, grad_n
 
 
 _GRU_WEIGHTS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
@@ -269,17 +355,22 @@ class TextGRUBidirectionalLayer(nn.Module):
         out = nn.utils.rnn.PackedSequence(data, seq.batch_sizes, seq.sorted_indices, seq.unsorted_indices)
         return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
 
-    def _run_stepwise(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _run_stepwise(
+        self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, native: bool = False
+    ) -> torch.Tensor:
         """Both directions through the stepwise recurrence: the same values as the two-GRU padded path.
 
-        `source` and `target` are the gathers of `_stepwise_index` (the same for every layer of a batch)."""
+        `source` and `target` are the gathers of `_stepwise_index` (the same for every layer of a batch); `native`
+        runs a training step's per-step loops in textgru's compiled recurrence where it is available and the
+        tensors are fp32."""
         batch, seq_len, input_size = x.shape
         grus = [self.forward_gru] if self.backward_gru is None else [self.forward_gru, self.backward_gru]
         directions, hidden = len(grus), self.forward_gru.hidden_size
         x = x.reshape(batch * seq_len, input_size).index_select(0, source).view(directions, seq_len, batch, input_size)
         if torch.is_grad_enabled():
             weights = [torch.stack([getattr(gru, name) for gru in grus]) for name in _GRU_WEIGHTS]
-            states = _StepwiseGRU.apply(x, *weights)  # (directions, seq_len, batch, hidden)
+            lib = _native_kernels() if native and all(t.dtype == torch.float32 for t in (x, *weights)) else None
+            states = _StepwiseGRU.apply(x, *weights, lib)  # (directions, seq_len, batch, hidden)
         else:  # inference: nothing saved for a backward pass
             states = _stepwise_states(x, *self._inference_weights(grus), save=False)[0]
         return states.view(-1, hidden).index_select(0, target).view(batch, seq_len, directions * hidden)
@@ -312,10 +403,11 @@ class TextGRUBidirectionalLayer(nn.Module):
         lengths: torch.Tensor,
         reversal: torch.Tensor,
         packed: bool = False,
-        stepwise: tuple[torch.Tensor, torch.Tensor] | None = None,
+        stepwise: tuple[torch.Tensor, torch.Tensor, bool] | None = None,
     ) -> torch.Tensor:
         # x: (batch, seq_len, input_size), right-padded; returns (batch, seq_len, hidden * directions).
-        # `stepwise`: the gathers of `_stepwise_index` to take the stepwise path, None for nn.GRU.
+        # `stepwise`: the gathers of `_stepwise_index` and the `native_training` flag to take the stepwise path, None
+        # for nn.GRU.
         plain = type(self.forward_gru) is nn.GRU and type(self.backward_gru) in (nn.GRU, type(None))  # not int8
         if stepwise is not None and plain:
             return self._run_stepwise(x, *stepwise)
@@ -352,7 +444,7 @@ class TextGRUResidualBlock(nn.Module):
         reversal,
         mask,
         packed: bool = False,
-        stepwise: tuple[torch.Tensor, torch.Tensor] | None = None,
+        stepwise: tuple[torch.Tensor, torch.Tensor, bool] | None = None,
     ) -> torch.Tensor:
         update = self.dropout(self.rnn(self.norm(x), lengths, reversal, packed, stepwise))  # (batch, seq_len, width)
         if self.residual == "none":
@@ -489,6 +581,13 @@ class TextGRUModel(TextGRUPreTrainedModel):
         # at 128). Elsewhere (larger batches, CUDA, autocast, tracing) `nn.GRU` runs.
         self.stepwise_training = True
         self.stepwise_max_batch = 32
+        # On that path, run the per-step loops (forward and backward) in textgru's compiled fp32 recurrence
+        # (`textgru/kernels/gru_train.c`, built at first use) where textgru is installed and a C compiler is at hand,
+        # else in PyTorch; same values to float rounding. With it the stepwise path beats `nn.GRU` up to
+        # `native_max_batch` rows (measured 1.01-7x at hidden 64-512, 8-128 rows; docs/design.md, "The compiled
+        # training recurrence"), so it is taken up to there.
+        self.native_training = True
+        self.native_max_batch = 128
         # Without gradients (inference) the same recurrence, nothing saved, runs batches of up to
         # `stepwise_inference_max_batch` rows on the CPU (0 switches it off), ahead of packing. A small batch's step
         # costs its op count: `nn.GRU` spends ~15 ops per step and direction, `_gru_recurrence` 6 for all directions.
@@ -592,11 +691,19 @@ class TextGRUModel(TextGRUPreTrainedModel):
         step_mask = (positions[:, :width] < lengths.unsqueeze(1)).unsqueeze(-1).to(embeds.dtype)  # (batch, width, 1)
         reversal = _reversal_index(lengths, width)
         if torch.is_grad_enabled():
-            stepwise = self.stepwise_training and batch_size <= self.stepwise_max_batch
+            limit = self.stepwise_max_batch
+            if (
+                self.native_training
+                and self.stepwise_max_batch < batch_size <= self.native_max_batch
+                and embeds.dtype == torch.float32
+                and _native_kernels() is not None
+            ):
+                limit = self.native_max_batch
+            stepwise = self.stepwise_training and batch_size <= limit
         else:
             stepwise = batch_size <= self.stepwise_inference_max_batch
         stepwise = (
-            _stepwise_index(reversal, 2 if self.config.bidirectional else 1)  # shared by every layer
+            (*_stepwise_index(reversal, 2 if self.config.bidirectional else 1), self.native_training)  # every layer's
             if stepwise
             and embeds.device.type == "cpu"
             and not torch.is_autocast_enabled(embeds.device.type)

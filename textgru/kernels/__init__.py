@@ -1,10 +1,12 @@
-"""Build and load textgru's C kernels (`int8_gru.c`) for the native int8 inference path (`textgru.native`).
+"""Build and load textgru's C kernels: `int8_gru.c` for the native int8 inference path (`textgru.native`, `load`)
+and `gru_train.c` for the fp32 GRU recurrence of a training step (`load_training`, used by
+`textgru.modeling_textgru._StepwiseGRU`).
 
-The source ships with textgru; the shared library is compiled at first use with the machine's C compiler
+The sources ship with textgru; each shared library is compiled at first use with the machine's C compiler
 (`$CC`, else `cc`, `gcc` or `clang`) for this CPU (`-O3 -march=native`), then cached under
 `$TEXTGRU_CACHE` (default `~/.cache/textgru/kernels`), keyed by the source, the flags, the compiler and the CPU, so
 a cache shared between machines never hands one CPU another's build. Nothing is compiled at install time, and
-nothing else in textgru needs a compiler.
+nothing in textgru needs a compiler: without one, inference takes another format and training the PyTorch loop.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("int8_gru.c")
+TRAINING_SOURCE = Path(__file__).with_name("gru_train.c")
 # -ffast-math for the compile step only: linked with it, gcc (before 13) adds crtfastmath.o, which sets the CPU's
 # flush-to-zero and denormals-are-zero modes when the library loads, for the whole process (torch, numpy and all)
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
 _TUNING = ["-march=native", "-mprefer-vector-width=512"] if _X86 else ["-mcpu=native"]
 _COMPILE_FLAGS = ["-O3", *_TUNING, "-ffast-math", "-fPIC"]
 _PORTABLE_FLAGS = ["-O3", "-ffast-math", "-fPIC"]  # the fallback where a compiler rejects the tuning flags
+# the training recurrence keeps IEEE arithmetic (its vector code is written out; FMA contraction is the default)
+_STRICT_FLAGS = {"-ffast-math": "-fno-math-errno"}
 _LINK_FLAGS = ["-shared"] + (["-Wl,--no-undefined"] if platform.system() == "Linux" else [])
 _RECIPE = "compile, then link without -ffast-math"  # part of the cache key: a change of recipe rebuilds
 _LOCK = threading.Lock()
@@ -78,31 +83,38 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
         raise KernelUnavailableError(f"The C compiler took over 10 minutes ({' '.join(cmd)}); giving up.") from err
 
 
-def _build(variant: str) -> Path:
+def _build(variant: str, source: Path = SOURCE) -> Path:
     if variant not in VARIANTS:
         raise ValueError(f"Unknown kernel variant {variant!r}; choose one of {sorted(VARIANTS)}.")
     cc = _compiler()
-    flags = _COMPILE_FLAGS + VARIANTS[variant]
+    strict = source != SOURCE
+    base, portable = (
+        ([_STRICT_FLAGS.get(f, f) for f in flags] for flags in (_COMPILE_FLAGS, _PORTABLE_FLAGS))
+        if strict
+        else (_COMPILE_FLAGS, _PORTABLE_FLAGS)
+    )
+    flags = base + VARIANTS[variant]
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as err:
         raise KernelUnavailableError(f"Could not run the C compiler {cc} ({err}).") from err
-    signature = [_RECIPE, SOURCE.read_text(), *flags, *_LINK_FLAGS, version, _cpu_signature()]
+    signature = [_RECIPE, source.read_text(), *flags, *_LINK_FLAGS, version, _cpu_signature()]
     key = hashlib.sha256("\0".join(signature).encode()).hexdigest()
-    target = _cache_dir() / f"int8_gru-{key[:20]}.so"
+    target = _cache_dir() / f"{source.stem}-{key[:20]}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("Compiling textgru's int8 kernels with %s (once per machine; a few seconds).", cc)
+    logger.info("Compiling textgru's %s kernels with %s (once per machine; a few seconds).", source.stem, cc)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built, obj = Path(tmp) / target.name, Path(tmp) / "int8_gru.o"
+        built, obj = Path(tmp) / target.name, Path(tmp) / f"{source.stem}.o"
         errors = ""
-        for compile_flags in (flags, _PORTABLE_FLAGS + VARIANTS[variant]):
-            done = _run([cc, *compile_flags, "-c", "-o", str(obj), str(SOURCE)])
+        for compile_flags in (flags, portable + VARIANTS[variant]):
+            done = _run([cc, *compile_flags, "-c", "-o", str(obj), str(source)])
             if done.returncode == 0:
                 break
             errors = done.stderr
-        for libs in (["-lmvec", "-lm"], ["-lm"]) if done.returncode == 0 else ():  # libmvec: glibc's vector expf
+        libraries = (["-lpthread"], []) if strict else (["-lmvec", "-lm"], ["-lm"])  # libmvec: glibc's vector expf
+        for libs in libraries if done.returncode == 0 else ():
             done = _run([cc, *_LINK_FLAGS, "-o", str(built), str(obj), *libs])
             if done.returncode == 0:
                 try:
@@ -114,7 +126,7 @@ def _build(variant: str) -> Path:
                 return target
             errors = done.stderr
         raise KernelUnavailableError(
-            f"Compiling {SOURCE.name} with {cc} failed:\n{errors[-2000:]}\nUse the onnx-int8 format instead "
+            f"Compiling {source.name} with {cc} failed:\n{errors[-2000:]}\nUse the onnx-int8 format instead "
             "(`textgru export MODEL_DIR OUT --format onnx-int8`), or report the error with your compiler version."
         )
 
@@ -159,4 +171,36 @@ def load(variant: str = "best") -> ctypes.CDLL:
         return _LOADED[variant]
 
 
-__all__ = ["ISA_NAMES", "KernelUnavailableError", "SOURCE", "VARIANTS", "load"]
+_LOADED_TRAINING: dict[str, ctypes.CDLL] = {}
+
+
+def load_training(variant: str = "best") -> ctypes.CDLL:
+    """The compiled fp32 training recurrence (`gru_train.c`; built on first use, then cached).
+
+    `variant` as in `load`; `textgru_train_vector_width()` on the result gives the lanes its vector code uses (16
+    with AVX-512, 8 with AVX, 4 otherwise).
+    """
+    with _LOCK:
+        if variant not in _LOADED_TRAINING:
+            path = _build(variant, TRAINING_SOURCE)
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError as err:
+                raise KernelUnavailableError(
+                    f"Could not load the compiled kernels {path} ({err}). Point $TEXTGRU_CACHE at a folder that "
+                    "allows executables."
+                ) from err
+            p, i = ctypes.c_void_p, ctypes.c_int
+            lib.textgru_train_vector_width.restype = i
+            lib.textgru_train_vector_width.argtypes = []
+            lib.textgru_gru_train_forward.restype = i
+            lib.textgru_gru_train_forward.argtypes = [i, i, i, i, p, p, p, p, p, p, p, i]
+            lib.textgru_gru_train_backward.restype = i
+            lib.textgru_gru_train_backward.argtypes = [i, i, i, i, p, p, p, p, p, p, p, p, i]
+            lib.textgru_train_gemm.restype = None
+            lib.textgru_train_gemm.argtypes = [i, i, i, p, i, p, i, p, i, i]
+            _LOADED_TRAINING[variant] = lib
+        return _LOADED_TRAINING[variant]
+
+
+__all__ = ["ISA_NAMES", "KernelUnavailableError", "SOURCE", "TRAINING_SOURCE", "VARIANTS", "load", "load_training"]
