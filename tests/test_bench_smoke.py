@@ -186,6 +186,28 @@ def test_where_time_goes_reports_its_bounds(speed, tmp_path):
     assert 0 < train["textgru"]["gru_ms"] < train["textgru"]["profiled_step_ms"]  # the stepwise autograd function ran
 
 
+def test_training_recurrence_script_times_both_loops(tmp_path):
+    """benchmarks/training_recurrence.py on tiny sizes (odd widths): every loop timed both ways, JSON written."""
+    from textgru.kernels import KernelUnavailableError
+
+    spec = importlib.util.spec_from_file_location("textgru_training_recurrence", BENCHMARKS / "training_recurrence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "recurrence.json"
+    args = ["--batch", "3", "--steps", "4", "--hidden", "5", "--repeats", "1", "--json", str(out)]
+    try:
+        report = module.main(args)
+    except KernelUnavailableError as err:
+        pytest.skip(f"the compiled training recurrence cannot be built here: {err}")
+    assert report["shape"] == {"directions": 2, "steps": 4, "batch": 3, "hidden": 5}
+    expected = {f"{part}_{how}" for part in ("forward", "backward", "layer") for how in ("pytorch", "compiled")}
+    assert expected <= set(report["ms"]) and all(report["ms"][k] > 0 for k in expected)
+    assert all(report[k] > 0 for k in ("backward_loop_speedup", "layer_speedup"))
+    assert set(report["product_gflops"]) == {"compiled", "torch_addmm"}
+    assert report["vector_width"] in (4, 8, 16)
+    assert json.loads(out.read_text()) == report
+
+
 def test_native_profile_reports_every_build_and_stage(speed, tmp_path):
     """benchmarks/native_profile.py --quick: every kernel build is timed against eager, every stage of the best build
     is timed, the products have a throughput (no timing claims)."""
@@ -311,7 +333,11 @@ def test_stepwise_crossover_reports_every_configuration(tmp_path, mode):
     results = module.main(args)
     assert [(r["hidden"], r["batch"], r["length"]) for r in results] == [(8, 2, 5), (8, 3, 5)]
     timed = [k for k in results[0] if k.endswith("_s")]
-    assert len(timed) == (2 if mode == "training" else 3)
+    if mode == "training":  # the PyTorch loop, nn.GRU, and the compiled loop where it builds
+        assert {"stepwise_s", "nn_gru_s"} <= set(timed) <= {"stepwise_s", "nn_gru_s", "native_s"}
+        assert ("native_s" in timed) == ("native_speedup" in results[0])
+    else:
+        assert len(timed) == 3
     assert all(r[k] > 0 for r in results for k in timed)
     assert all(r[k] > 0 for r in results for k in r if k.startswith("speedup"))
     if mode == "inference":

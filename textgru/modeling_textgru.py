@@ -18,7 +18,10 @@ The measurements behind this choice are in ``docs/design.md`` (``benchmarks/benc
 
 Training on a CPU runs the same padded computation through ``_StepwiseGRU``, an autograd function that advances
 both directions in one batched matmul per step and computes the weight gradients in one matmul per layer, in
-place of ``nn.GRU``'s per-step autograd graph (same values; ``TextGRUModel.stepwise_training``). Inference on
+place of ``nn.GRU``'s per-step autograd graph (same values; ``TextGRUModel.stepwise_training``); where textgru is
+installed and a C compiler is at hand, its per-step loops run in textgru's compiled fp32 recurrence
+(``textgru/kernels/gru_train.c``; ``TextGRUModel.native_training``), which this file uses only if it can import it.
+Inference on
 small batches runs the same recurrence with nothing saved (``TextGRUModel.stepwise_inference_max_batch``): six ops
 a step for all directions where ``nn.GRU`` spends ~15 per direction, which is what a small batch's step costs.
 """
