@@ -214,9 +214,29 @@ def test_no_compiler_is_a_clear_error(monkeypatch, tmp_path):
 def test_kernels_are_built_once_per_cache_key(monkeypatch, tmp_path):
     monkeypatch.setenv("TEXTGRU_CACHE", str(tmp_path))
     first = kernels._build("generic")
-    stamp = first.stat().st_mtime_ns
-    assert kernels._build("generic") == first and first.stat().st_mtime_ns == stamp
+    inode = first.stat().st_ino  # a rebuild would replace the file (a new inode)
+    assert kernels._build("generic") == first and first.stat().st_ino == inode
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary files left behind
+
+
+def test_stale_builds_are_pruned_and_fresh_ones_kept(monkeypatch, tmp_path):
+    """A new build deletes this source's builds unused for STALE_DAYS days, keeps recent ones and other sources'."""
+    import os
+    import time
+
+    monkeypatch.setenv("TEXTGRU_CACHE", str(tmp_path))
+    folder = kernels._cache_dir()
+    folder.mkdir(parents=True)
+    old_stamp = time.time() - (kernels.STALE_DAYS + 1) * 86400
+    stale, recent, other = folder / "int8_gru-0000.so", folder / "int8_gru-1111.so", folder / "gru_train-2222.so"
+    for path in (stale, recent, other):
+        path.write_bytes(b"")
+    for path in (stale, other):
+        os.utime(path, (old_stamp, old_stamp))
+    built = kernels._build("generic")
+    assert built.is_file() and recent.is_file() and other.is_file() and not stale.exists()
+    os.utime(built, (old_stamp, old_stamp))
+    assert kernels._build("generic") == built and built.stat().st_mtime > old_stamp  # looked up: in use again
 
 
 def test_each_variant_runs_the_code_it_names():
@@ -239,6 +259,7 @@ def test_loading_the_kernels_leaves_the_floating_point_mode_alone():
     load time: torch's and numpy's results would change (and a padded BiGRU's training got 2.5x faster on IMDB)."""
     code = (
         "import numpy as np, torch; from textgru import kernels; [kernels.load(v) for v in kernels.VARIANTS]; "
+        "[kernels.load_training(v) for v in kernels.VARIANTS]; "
         "print(float(np.float32(1e-39) * np.float32(1)), float(torch.tensor([1e-39]) * 1))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

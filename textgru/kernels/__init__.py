@@ -5,7 +5,8 @@ and `gru_train.c` for the fp32 GRU recurrence of a training step (`load_training
 The sources ship with textgru; each shared library is compiled at first use with the machine's C compiler
 (`$CC`, else `cc`, `gcc` or `clang`) for this CPU (`-O3 -march=native`), then cached under
 `$TEXTGRU_CACHE` (default `~/.cache/textgru/kernels`), keyed by the source, the flags, the compiler and the CPU, so
-a cache shared between machines never hands one CPU another's build. Nothing is compiled at install time, and
+a cache shared between machines never hands one CPU another's build; a new build deletes the same source's builds
+unused for `STALE_DAYS` days. Nothing is compiled at install time, and
 nothing in textgru needs a compiler: without one, inference takes another format and training the PyTorch loop.
 """
 
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -56,9 +58,10 @@ def _compiler() -> str:
         if name and shutil.which(name):
             return shutil.which(name)
     raise KernelUnavailableError(
-        "textgru's native int8 path compiles a small C kernel at first use and found no C compiler ($CC, cc, gcc "
-        "or clang). Install one (e.g. `apt install gcc`, `xcode-select --install`), or use the onnx-int8 format "
-        "(`textgru export MODEL_DIR OUT --format onnx-int8`), which needs none."
+        "textgru's native kernels (int8 inference, the training recurrence) compile a small C library at first use "
+        "and found no C compiler ($CC, cc, gcc or clang). Install one (e.g. `apt install gcc`, "
+        "`xcode-select --install`); without one, use the onnx-int8 format for fast inference (`textgru export "
+        "MODEL_DIR OUT --format onnx-int8`), and training runs its PyTorch loop."
     )
 
 
@@ -102,6 +105,10 @@ def _build(variant: str, source: Path = SOURCE) -> Path:
     key = hashlib.sha256("\0".join(signature).encode()).hexdigest()
     target = _cache_dir() / f"{source.stem}-{key[:20]}.so"
     if target.is_file():
+        try:
+            os.utime(target)  # in use: kept by `_prune_stale`
+        except OSError:  # a read-only cache
+            pass
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.info("Compiling textgru's %s kernels with %s (once per machine; a few seconds).", source.stem, cc)
@@ -123,12 +130,29 @@ def _build(variant: str, source: Path = SOURCE) -> Path:
                     errors = str(err)
                     continue
                 os.replace(built, target)  # atomic: a concurrent build or reader never sees half a file
+                _prune_stale(target)
                 return target
             errors = done.stderr
         raise KernelUnavailableError(
             f"Compiling {source.name} with {cc} failed:\n{errors[-2000:]}\nUse the onnx-int8 format instead "
             "(`textgru export MODEL_DIR OUT --format onnx-int8`), or report the error with your compiler version."
         )
+
+
+STALE_DAYS = 30
+
+
+def _prune_stale(keep: Path) -> None:
+    """Delete this source's other builds in the cache that no process has used for `STALE_DAYS` days (each source
+    or compiler change leaves one behind; a build in use has its time stamp renewed whenever it is looked up, and
+    a process that has one loaded keeps it mapped even if it goes)."""
+    cutoff = time.time() - STALE_DAYS * 86400
+    for path in keep.parent.glob(keep.name.rsplit("-", 1)[0] + "-*.so"):
+        try:
+            if path != keep and path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:  # gone already, or not ours to delete
+            pass
 
 
 def load(variant: str = "best") -> ctypes.CDLL:
