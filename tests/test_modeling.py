@@ -499,7 +499,7 @@ def test_compiled_training_product(m, n, k, accumulate, variant):
 @pytest.mark.parametrize("variant", ["best", "avx2", "generic"])
 @pytest.mark.parametrize(
     "directions, steps, batch, inputs, hidden",
-    [(2, 7, 5, 11, 37), (1, 1, 1, 3, 16), (2, 4, 9, 40, 64), (2, 6, 4, 8, 17), (1, 3, 2, 5, 3)],
+    [(2, 7, 5, 11, 37), (1, 1, 1, 3, 16), (2, 4, 9, 40, 64), (2, 6, 4, 8, 17), (1, 3, 2, 5, 3), (2, 3, 6, 9, 200)],
 )
 def test_compiled_training_recurrence_matches_pytorch(directions, steps, batch, inputs, hidden, variant, threads):
     """The compiled per-step loops (every vector width, with row and column tails, one and two threads) give
@@ -534,20 +534,98 @@ def test_compiled_training_recurrence_matches_pytorch(directions, steps, batch, 
         torch.set_num_threads(previous)
     for name, got, expected in zip(["states", "x", "weight_ih", "weight_hh", "bias_ih", "bias_hh"], *results[::-1]):
         assert expected.abs().max() > 0 or (name == "weight_hh" and steps == 1), name  # one step: h = 0 only
-        torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5, msg=name)
+        atol = 2e-6 * float(expected.abs().max()) + 1e-6  # sums of up to 600 products: rounding scales with them
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("scale", [1e-7, 1e-4, 1.0, 30.0, 1e4])
+def test_compiled_training_recurrence_is_as_accurate_as_pytorch_fp32(scale):
+    """Inputs and biases from tiny (where tanh(a) ~ a must keep its relative accuracy) to saturating: states and
+    every gradient of the compiled loops are as close to a float64 reference as PyTorch's own fp32 loops are."""
+    from textgru.modeling_textgru import _StepwiseGRU
+
+    lib = native_training_kernels()
+    generator = torch.Generator().manual_seed(7)
+    directions, steps, batch, inputs, hidden = 2, 5, 3, 7, 37
+    tensors = [
+        torch.randn(directions, steps, batch, inputs, generator=generator, dtype=torch.float64) * scale,
+        torch.randn(directions, 3 * hidden, inputs, generator=generator, dtype=torch.float64),
+        torch.randn(directions, 3 * hidden, hidden, generator=generator, dtype=torch.float64),
+        torch.randn(directions, 3 * hidden, generator=generator, dtype=torch.float64) * scale,
+        torch.randn(directions, 3 * hidden, generator=generator, dtype=torch.float64) * scale,
+    ]
+    grad_states = torch.randn(directions, steps, batch, hidden, generator=generator, dtype=torch.float64)
+
+    def run(dtype, native):
+        leaves = [t.detach().to(dtype).clone().requires_grad_(True) for t in tensors]
+        states = _StepwiseGRU.apply(*leaves, native)
+        states.backward(grad_states.to(dtype))
+        return [states.detach().double(), *(leaf.grad.double() for leaf in leaves)]
+
+    def error(values, reference):  # relative, over the entries not lost to cancellation
+        keep = reference.abs() > 1e-3 * reference.abs().max()
+        return float(((values - reference).abs() / reference.abs())[keep].max())
+
+    reference, pytorch, compiled = run(torch.float64, None), run(torch.float32, None), run(torch.float32, lib)
+    names = ["states", "x", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    for name, ref, torch_fp32, ours in zip(names, reference, pytorch, compiled):
+        assert torch.isfinite(ours).all(), name
+        assert error(ours, ref) <= 4 * error(torch_fp32, ref) + 1e-5, (name, error(ours, ref), error(torch_fp32, ref))
+
+
+def test_compiled_training_recurrence_keeps_nan_and_inf_as_pytorch_does():
+    """A NaN input gives NaN exactly where the PyTorch loop does; +-inf saturates the gates instead of poisoning."""
+    from textgru.modeling_textgru import _StepwiseGRU
+
+    lib = native_training_kernels()
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 4, 3, 5, generator=generator)
+    weights = [torch.randn(*shape, generator=generator) * 0.5 for shape in [(1, 48, 5), (1, 48, 16), (1, 48), (1, 48)]]
+    x_nan = x.clone()
+    x_nan[0, 1, 2, 0] = float("nan")  # row 2 from step 1 on
+    expected, got = (_StepwiseGRU.apply(x_nan, *weights, native) for native in (None, lib))
+    assert torch.equal(torch.isnan(got), torch.isnan(expected)) and torch.isnan(got).any()
+    x_inf = x.clone()
+    x_inf[0, 0, 0] = float("inf")
+    x_inf[0, 0, 1] = -float("inf")
+    expected, got = (_StepwiseGRU.apply(x_inf, *weights, native) for native in (None, lib))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_stepwise_gru_refuses_double_backward():
+    """Its backward pass is written out and not itself differentiable: asking for a second derivative must fail
+    rather than return one that leaves out the recurrence (both loops)."""
+    from textgru.modeling_textgru import _StepwiseGRU
+
+    lib = native_training_kernels()
+    generator = torch.Generator().manual_seed(0)
+    for native in (None, lib):
+        x = torch.randn(2, 3, 2, 4, generator=generator).requires_grad_(True)
+        weights = [
+            torch.randn(*s, generator=generator).requires_grad_(True)
+            for s in [(2, 12, 4), (2, 12, 4), (2, 12), (2, 12)]
+        ]
+        (grad,) = torch.autograd.grad(_StepwiseGRU.apply(x, *weights, native).square().sum(), x, create_graph=True)
+        with pytest.raises(RuntimeError):
+            grad.sum().backward()
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("residual", RESIDUALS)
-def test_native_training_equals_pytorch_training(residual, bidirectional):
+def test_native_training_equals_pytorch_training(residual, bidirectional, monkeypatch):
     """A whole model's logits and gradients with the compiled recurrence match the PyTorch loop's (fp32)."""
+    from textgru import modeling_textgru
+
     native_training_kernels()
     model = make_model(residual=residual, bidirectional=bidirectional).train()
     ids, mask, _ = pad(make_rows((5, 1, 9, 0, 3)), "left")
-    runs = []
+    runs, calls = [], []
+    original = modeling_textgru._native_forward
+    monkeypatch.setattr(modeling_textgru, "_native_forward", lambda *a: calls.append(1) or original(*a))
     for native in (True, False):
         model.textgru.native_training = native
         runs.append(_training_run(model, ids, mask, stepwise=True))
+    assert len(calls) == model.config.num_hidden_layers  # the first run took the compiled loops, the second not
     (logits, grads, input_grad), (ref_logits, ref_grads, ref_input_grad) = runs
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-5)
     assert sorted(grads) == sorted(ref_grads)
@@ -584,6 +662,7 @@ def test_native_training_runs_fp32_only():
     """A float64 model takes the PyTorch loop (the compiled recurrence is fp32): exact against nn.GRU above."""
     from textgru import modeling_textgru
 
+    native_training_kernels()  # else this would pass for want of the compiled loops
     calls = []
     original = modeling_textgru._native_forward
     modeling_textgru._native_forward = lambda *a: calls.append(1) or original(*a)
@@ -606,6 +685,7 @@ def test_native_training_runs_fp32_only():
         ("large_batch", 0),
         ("large_batch_native", 2),
         ("large_batch_pytorch_loop", 0),
+        ("large_batch_float64", 0),
     ],
 )
 def test_stepwise_gru_runs_only_when_training_on_the_cpu(setting, expected_calls, monkeypatch):
@@ -617,6 +697,8 @@ def test_stepwise_gru_runs_only_when_training_on_the_cpu(setting, expected_calls
     original = modeling_textgru._StepwiseGRU.apply
     monkeypatch.setattr(modeling_textgru._StepwiseGRU, "apply", lambda *a: calls.append(1) or original(*a))
     model = make_model().train()
+    if setting == "large_batch_float64":  # the compiled loops are fp32: past the PyTorch loop's limit, nn.GRU runs
+        model.double()
     model.textgru.stepwise_training = setting != "switched_off"
     ids, mask, _ = pad(make_rows(), "right")
     if setting.startswith("large_batch"):  # more rows than the PyTorch loop is measured to win at
@@ -633,6 +715,13 @@ def test_stepwise_gru_runs_only_when_training_on_the_cpu(setting, expected_calls
     with context:
         model(ids, attention_mask=mask)
     assert len(calls) == expected_calls  # one call per layer (both directions at once)
+
+
+@pytest.mark.parametrize("hidden, limit", [(128, 128), (256, 128), (512, 32)])
+def test_compiled_loops_raise_the_stepwise_limit_only_where_measured_faster(hidden, limit):
+    """docs/design.md: up to 128 rows the compiled loops beat nn.GRU at hidden <= 256; at 512 they are level."""
+    encoder = TextGRUModel(make_config(hidden_size=hidden, embedding_size=8, attention_hidden_size=8))
+    assert encoder.native_max_batch == limit and encoder.stepwise_max_batch == 32
 
 
 def test_padding_receives_no_gradient():

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
@@ -168,6 +169,7 @@ class _StepwiseGRU(torch.autograd.Function):
         return states
 
     @staticmethod
+    @once_differentiable  # written out, not itself differentiable: a second derivative must fail, not come out wrong
     def backward(ctx, grad_states):
         x, weight_ih, weight_hh, states, *saved = ctx.saved_tensors
         directions, steps, batch, input_size = x.shape
@@ -260,6 +262,16 @@ def _native_kernels():
     return _NATIVE_KERNELS[0]
 
 
+def _check_native_inputs(*tensors: torch.Tensor) -> None:
+    """The compiled loops read raw fp32 CPU memory: refuse anything else rather than read it wrongly."""
+    for t in tensors:
+        if t.dtype != torch.float32 or t.device.type != "cpu":
+            raise ValueError(
+                f"textgru's compiled GRU recurrence takes float32 CPU tensors, got {t.dtype} on {t.device}; "
+                "pass native=None to _StepwiseGRU for the PyTorch loop."
+            )
+
+
 def _check_native(code: int) -> None:
     if code != 0:
         raise MemoryError("textgru's compiled GRU recurrence could not allocate its scratch buffers.")
@@ -268,6 +280,7 @@ def _check_native(code: int) -> None:
 def _native_forward(lib, x, weight_ih, weight_hh, bias_ih, bias_hh) -> tuple[torch.Tensor, tuple]:
     """`_stepwise_states(..., save=True)` with the per-step loop in C; saves (r and z, the candidate n, the recurrent
     part of n's input h W_hn^T + b_hn), all (directions, steps, batch, .), for `_native_backward`."""
+    _check_native_inputs(x, weight_ih, weight_hh, bias_ih, bias_hh)
     directions, steps, batch, input_size = x.shape
     hidden = weight_hh.shape[-1]
     gates_in = torch.baddbmm(bias_ih.unsqueeze(1), x.reshape(directions, steps * batch, input_size), weight_ih.mT)
@@ -286,6 +299,7 @@ def _native_forward(lib, x, weight_ih, weight_hh, bias_ih, bias_hh) -> tuple[tor
 
 def _native_backward(lib, grad_states, states, rz, candidate, rec_n, weight_hh) -> tuple[torch.Tensor, torch.Tensor]:
     """`_recurrence_backward` with the per-step loop in C, from what `_native_forward` saved."""
+    _check_native_inputs(grad_states, states, weight_hh)
     directions, steps, batch, hidden = states.shape
     grad_states, weight_hh = grad_states.contiguous(), weight_hh.contiguous()
     grad_rec = states.new_empty(directions, steps, batch, 3 * hidden)
@@ -586,11 +600,12 @@ class TextGRUModel(TextGRUPreTrainedModel):
         self.stepwise_max_batch = 32
         # On that path, run the per-step loops (forward and backward) in textgru's compiled fp32 recurrence
         # (`textgru/kernels/gru_train.c`, built at first use) where textgru is installed and a C compiler is at hand,
-        # else in PyTorch; same values to float rounding. With it the stepwise path beats `nn.GRU` up to
-        # `native_max_batch` rows (measured 1.01-7x at hidden 64-512, 8-128 rows; docs/design.md, "The compiled
-        # training recurrence"), so it is taken up to there.
+        # else in PyTorch; same values to float rounding. With it the stepwise path is faster than `nn.GRU` up to
+        # 128 rows at hidden <= 256 (1.01-7.1x on 1 thread, 1.13-2.06x on 2; docs/design.md, "The compiled training
+        # recurrence"), so it is taken up to `native_max_batch` rows there; at hidden 512 it is level from 64 rows
+        # (0.93-1.12x), so there the PyTorch loop's limit stands.
         self.native_training = True
-        self.native_max_batch = 128
+        self.native_max_batch = 128 if config.hidden_size <= 256 else self.stepwise_max_batch
         # Without gradients (inference) the same recurrence, nothing saved, runs batches of up to
         # `stepwise_inference_max_batch` rows on the CPU (0 switches it off), ahead of packing. A small batch's step
         # costs its op count: `nn.GRU` spends ~15 ops per step and direction, `_gru_recurrence` 6 for all directions.
@@ -695,9 +710,11 @@ class TextGRUModel(TextGRUPreTrainedModel):
         reversal = _reversal_index(lengths, width)
         if torch.is_grad_enabled():
             limit = self.stepwise_max_batch
-            if (
-                self.native_training
+            if (  # the compiled loops win up to `native_max_batch` rows; look them up only where they could run
+                self.stepwise_training
+                and self.native_training
                 and self.stepwise_max_batch < batch_size <= self.native_max_batch
+                and embeds.device.type == "cpu"
                 and embeds.dtype == torch.float32
                 and _native_kernels() is not None
             ):

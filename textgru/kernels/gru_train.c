@@ -16,8 +16,8 @@
  * grad_rec (D, T, B, 3H). D directions are independent and run on up to `threads` threads.
  *
  * The products are register-tiled with GCC/Clang vector extensions (16 lanes where the build has AVX-512, 8 with
- * AVX, 4 otherwise); sigmoid uses exp as 2^n * p(f) with a degree-6 polynomial (relative error ~1e-7) and an exact
- * division; tanh(a) = 2 sigmoid(2a) - 1 (absolute error ~1e-7).
+ * AVX, 4 otherwise); exp is 2^n * p(f) with a degree-6 polynomial (relative error ~1e-7), sigmoid 1 / (1 + exp(-v))
+ * with an exact division, tanh from expm1 (a Taylor polynomial near 0): relative error ~3e-7 everywhere.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -75,12 +75,14 @@ static inline vf vclamp(vf v, float lo, float hi) {
     return (vf)bits;
 }
 
-/* 1 / (1 + exp(-v)), v clamped to [-30, 30] (sigmoid is 1 or 0 to float precision beyond). */
-static inline vf vsigmoid(vf v) {
-    v = vclamp(v, -30.f, 30.f);
-    const vf t = v * bc(-1.44269504088896341f); /* -v * log2(e), |t| <= 44 */
+/* exp(v), v clamped to [-87, 87] (NaN stays NaN): 2^n * p(f) with t = v log2(e) = n + f, |f| <= 0.5, p the
+   degree-6 polynomial of 2^f (relative error ~1e-7); 2^n is built in the exponent bits, n in [-126, 126], so the
+   result is always a normal float. */
+static inline vf vexp(vf v) {
+    v = vclamp(v, -87.f, 87.f);
+    const vf t = v * bc(1.44269504088896341f);
     const vf n = (t + bc(12582912.f)) - bc(12582912.f); /* round to nearest (1.5 * 2^23) */
-    const vf f = t - n; /* |f| <= 0.5 */
+    const vf f = t - n;
     vf p = bc(1.540353039e-4f);
     p = p * f + bc(1.333355815e-3f);
     p = p * f + bc(9.618129108e-3f);
@@ -88,14 +90,35 @@ static inline vf vsigmoid(vf v) {
     p = p * f + bc(2.402265070e-1f);
     p = p * f + bc(6.931471806e-1f);
     p = p * f + bc(1.f);
-    const vi e = (__builtin_convertvector(n, vi) + 127) << 23; /* 2^n, n in [-44, 44] */
-    return bc(1.f) / (bc(1.f) + p * (vf)e);
+    const vf whole = (vf)((vi)n & (vi)(n == n)); /* NaN -> 0 before the integer conversion (p is NaN already) */
+    const vi e = (__builtin_convertvector(whole, vi) + 127) << 23;
+    return p * (vf)e;
 }
 
-static inline float ssigmoid(float v) {
-    vf x = bc(v);
-    return vsigmoid(x)[0];
+/* 1 / (1 + exp(-v)); below -87 it returns ~1.6e-38 (torch: smaller denormals, then 0), above 87 exactly 1. */
+static inline vf vsigmoid(vf v) { return bc(1.f) / (bc(1.f) + vexp(-v)); }
+
+/* tanh(a) = sign(a) * -m / (2 + m) with m = expm1(-2|a|): m from its Taylor polynomial where |2a| < 0.5 (there
+   1 - exp would cancel and lose the relative accuracy of small values), from exp elsewhere. Relative error ~3e-7
+   everywhere, exact sign and zero; +-inf -> +-1, NaN -> NaN. */
+static inline vf vtanh(vf a) {
+    const vi sign = (vi)a & (vi)bc(-0.f);
+    const vf y = (vf)((vi)a ^ sign) * bc(-2.f); /* -2|a| */
+    vf q = bc(1.f / 40320.f);
+    q = q * y + bc(1.f / 5040.f);
+    q = q * y + bc(1.f / 720.f);
+    q = q * y + bc(1.f / 120.f);
+    q = q * y + bc(1.f / 24.f);
+    q = q * y + bc(1.f / 6.f);
+    q = q * y + bc(0.5f);
+    q = q * y + bc(1.f);
+    const vi small = y > bc(-0.5f);
+    const vf m = (vf)((small & (vi)(y * q)) | (~small & (vi)(vexp(y) - bc(1.f))));
+    return (vf)((vi)(-m / (bc(2.f) + m)) | sign);
 }
+
+static inline float ssigmoid(float v) { return vsigmoid(bc(v))[0]; }
+static inline float stanh(float v) { return vtanh(bc(v))[0]; }
 
 /* ---- products: c (M x N, row stride ldc) [+]= a (M x K, lda) . w (K x N, ldw) ---- */
 
@@ -173,7 +196,7 @@ static void forward_direction(int T, int B, int H, const float *gates_in, const 
                 const vf r = vsigmoid(ld(g + j) + ld(q + j));
                 const vf z = vsigmoid(ld(g + H + j) + ld(q + H + j));
                 const vf qnj = ld(q + 2 * H + j);
-                const vf n = bc(2.f) * vsigmoid(bc(2.f) * (ld(g + 2 * H + j) + r * qnj)) - bc(1.f);
+                const vf n = vtanh(ld(g + 2 * H + j) + r * qnj);
                 const vf hp = hb ? ld(hb + j) : bc(0.f);
                 st(rzb + j, r);
                 st(rzb + H + j, z);
@@ -183,7 +206,7 @@ static void forward_direction(int T, int B, int H, const float *gates_in, const 
             }
             for (; j < H; ++j) {
                 const float r = ssigmoid(g[j] + q[j]), z = ssigmoid(g[H + j] + q[H + j]), qnj = q[2 * H + j];
-                const float n = 2.f * ssigmoid(2.f * (g[2 * H + j] + r * qnj)) - 1.f;
+                const float n = stanh(g[2 * H + j] + r * qnj);
                 const float hp = hb ? hb[j] : 0.f;
                 rzb[j] = r;
                 rzb[H + j] = z;
