@@ -593,17 +593,17 @@ class TextGRUModel(TextGRUPreTrainedModel):
         self.trace_packed = False
         # With gradients on a CPU, run the GRUs through textgru's own autograd function (`_StepwiseGRU`: all
         # directions per step in one matmul, weight gradients in one matmul per layer) instead of `nn.GRU`; same
-        # values, a faster training step for batches of up to `stepwise_max_batch` rows (measured by
-        # benchmarks/stepwise_crossover.py: 1.1-2.7x faster up to 32 rows at hidden 64-512, 0.97-1.4x at 64, 0.81-1.3x
-        # at 128). Elsewhere (larger batches, CUDA, autocast, tracing) `nn.GRU` runs.
+        # values, a faster training step for batches of up to `stepwise_max_batch` rows with its loops in PyTorch
+        # (measured by benchmarks/stepwise_crossover.py: 1.1-2.8x faster up to 32 rows at hidden 64-512, 0.99-1.5x at
+        # 64, 0.91-1.2x at 128). Elsewhere (larger batches, CUDA, autocast, tracing) `nn.GRU` runs.
         self.stepwise_training = True
         self.stepwise_max_batch = 32
         # On that path, run the per-step loops (forward and backward) in textgru's compiled fp32 recurrence
         # (`textgru/kernels/gru_train.c`, built at first use) where textgru is installed and a C compiler is at hand,
-        # else in PyTorch; same values to float rounding. With it the stepwise path is faster than `nn.GRU` up to
-        # 128 rows at hidden <= 256 (1.01-7.1x on 1 thread, 1.13-2.06x on 2; docs/design.md, "The compiled training
-        # recurrence"), so it is taken up to `native_max_batch` rows there; at hidden 512 it is level from 64 rows
-        # (0.93-1.12x), so there the PyTorch loop's limit stands.
+        # else in PyTorch; same values to float rounding. With it the stepwise path is level with `nn.GRU` or faster
+        # up to 128 rows at hidden <= 256 (0.98-7.7x on 1 thread, level only at 256 x 128 rows; 1.13-2.06x on 2;
+        # docs/design.md, "The compiled training recurrence"), so it is taken up to `native_max_batch` rows there; at
+        # hidden 512 it is level from 64 rows (0.93-1.12x), so there the PyTorch loop's limit stands.
         self.native_training = True
         self.native_max_batch = 128 if config.hidden_size <= 256 else self.stepwise_max_batch
         # Without gradients (inference) the same recurrence, nothing saved, runs batches of up to
