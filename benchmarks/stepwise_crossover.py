@@ -41,16 +41,18 @@ def _stack(hidden: int, batch: int, length: int, layers: int, seed: int):
     return stack, torch.randn(batch, length, hidden), lengths, reversal, _stepwise_index(reversal, 2)
 
 
-def _interleaved(paths: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each `paths[name]()` over interleaved repeats (after one warm-up call each)."""
+def _interleaved(paths: dict, repeats: int, inner: int = 1) -> dict[str, float]:
+    """Median seconds per call of each `paths[name]()` over interleaved repeats of `inner` calls (after one warm-up
+    call each)."""
     times: dict[str, list[float]] = {name: [] for name in paths}
     for run in paths.values():
         run()
     for _ in range(repeats):
         for name, run in paths.items():
             start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(inner):
+                run()
+            times[name].append((time.perf_counter() - start) / inner)
     return {name: statistics.median(t) for name, t in times.items()}
 
 

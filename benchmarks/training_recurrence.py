@@ -19,26 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-
-def _interleaved(paths: dict, repeats: int, inner: int) -> dict[str, float]:
-    """Median seconds per call of each `paths[name]()` over interleaved repeats of `inner` calls."""
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for run in paths.values():
-        run()
-    for _ in range(repeats):
-        for name, run in paths.items():
-            start = time.perf_counter()
-            for _ in range(inner):
-                run()
-            times[name].append((time.perf_counter() - start) / inner)
-    return {name: statistics.median(t) for name, t in times.items()}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stepwise_crossover import _interleaved  # noqa: E402  (benchmarks/ is on the path from here on)
 
 
 def main(argv=None) -> dict:
