@@ -40,6 +40,7 @@ def main(argv=None) -> dict:
     from textgru.kernels import load_training
     from textgru.modeling_textgru import (
         _gru_recurrence,
+        _input_gates,
         _native_backward,
         _native_forward,
         _recurrence_backward,
@@ -57,8 +58,7 @@ def main(argv=None) -> dict:
         torch.randn(directions, 3 * hidden) * 0.1,
     ]
     weight_ih, weight_hh, bias_ih, bias_hh = weights
-    gates_in = torch.baddbmm(bias_ih.unsqueeze(1), x.view(directions, steps * batch, hidden), weight_ih.mT)
-    gates_in = gates_in.view(directions, steps, batch, 3 * hidden)
+    gates_in = _input_gates(x, weight_ih.mT, bias_ih)
     weight_hh_t = weight_hh.mT.contiguous()
     grad_states = torch.randn(directions, steps, batch, hidden)
     states, saved = _gru_recurrence(gates_in, weight_hh_t, bias_hh.unsqueeze(1), save=True)
@@ -76,20 +76,13 @@ def main(argv=None) -> dict:
             "backward_compiled": lambda: _native_backward(lib, grad_states, native_states, *native_saved, weight_hh),
             "layer_pytorch": lambda: layer(None),
             "layer_compiled": lambda: layer(lib),
+            # the compiled forward includes the input projection (one matmul): timed alone to compare loops with loops
+            "input_projection": lambda: _input_gates(x, weight_ih.mT, bias_ih),
         },
         args.repeats,
         inner=3,
     )
-    # the compiled forward includes the input projection (one matmul); time it alone to compare loops with loops
-    projection = _interleaved(
-        {
-            "input_projection": lambda: torch.baddbmm(
-                bias_ih.unsqueeze(1), x.view(directions, -1, hidden), weight_ih.mT
-            )
-        },
-        args.repeats,
-        inner=3,
-    )["input_projection"]
+    projection = loops.pop("input_projection")
     loops["forward_compiled_loop_only"] = loops["forward_compiled"] - projection
 
     a, w = torch.randn(batch, hidden), torch.randn(hidden, 3 * hidden)

@@ -139,10 +139,14 @@ def _stepwise_states(x, weight_ih_t, weight_hh_t, bias_ih, bias_hh, save: bool) 
     Weights stacked by direction and transposed: `weight_ih_t` (directions, input, 3 * hidden), `weight_hh_t`
     (directions, hidden, 3 * hidden), the latter contiguous (it is read every step).
     """
+    return _gru_recurrence(_input_gates(x, weight_ih_t, bias_ih), weight_hh_t, bias_hh.unsqueeze(1), save)
+
+
+def _input_gates(x: torch.Tensor, weight_ih_t: torch.Tensor, bias_ih: torch.Tensor) -> torch.Tensor:
+    """`x W_ih^T + b_ih` of every step in one batched matmul: (directions, seq_len, batch, 3 * hidden), contiguous."""
     directions, steps, batch, input_size = x.shape
-    gates_in = torch.baddbmm(bias_ih.unsqueeze(1), x.view(directions, steps * batch, input_size), weight_ih_t)
-    gates_in = gates_in.view(directions, steps, batch, gates_in.size(-1))
-    return _gru_recurrence(gates_in, weight_hh_t, bias_hh.unsqueeze(1), save)
+    gates_in = torch.baddbmm(bias_ih.unsqueeze(1), x.reshape(directions, steps * batch, input_size), weight_ih_t)
+    return gates_in.view(directions, steps, batch, gates_in.size(-1))
 
 
 class _StepwiseGRU(torch.autograd.Function):
@@ -281,9 +285,9 @@ def _native_forward(lib, x, weight_ih, weight_hh, bias_ih, bias_hh) -> tuple[tor
     """`_stepwise_states(..., save=True)` with the per-step loop in C; saves (r and z, the candidate n, the recurrent
     part of n's input h W_hn^T + b_hn), all (directions, steps, batch, .), for `_native_backward`."""
     _check_native_inputs(x, weight_ih, weight_hh, bias_ih, bias_hh)
-    directions, steps, batch, input_size = x.shape
+    directions, steps, batch, _ = x.shape
     hidden = weight_hh.shape[-1]
-    gates_in = torch.baddbmm(bias_ih.unsqueeze(1), x.reshape(directions, steps * batch, input_size), weight_ih.mT)
+    gates_in = _input_gates(x, weight_ih.mT, bias_ih)
     weight_hh_t, bias_hh = weight_hh.mT.contiguous(), bias_hh.contiguous()
     states = x.new_empty(directions, steps, batch, hidden)
     rz = x.new_empty(directions, steps, batch, 2 * hidden)

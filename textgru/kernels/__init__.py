@@ -32,14 +32,16 @@ TRAINING_SOURCE = Path(__file__).with_name("gru_train.c")
 # flush-to-zero and denormals-are-zero modes when the library loads, for the whole process (torch, numpy and all)
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
 _TUNING = ["-march=native", "-mprefer-vector-width=512"] if _X86 else ["-mcpu=native"]
-_COMPILE_FLAGS = ["-O3", *_TUNING, "-ffast-math", "-fPIC"]
-_PORTABLE_FLAGS = ["-O3", "-ffast-math", "-fPIC"]  # the fallback where a compiler rejects the tuning flags
-# the training recurrence keeps IEEE arithmetic (its vector code is written out; FMA contraction is the default)
-_STRICT_FLAGS = {"-ffast-math": "-fno-math-errno"}
+# per source: the floating-point flag of its compile step, and the libraries to link it with (tried in order)
+_RECIPES = {
+    SOURCE: ("-ffast-math", (["-lmvec", "-lm"], ["-lm"])),  # libmvec: glibc's vector expf
+    # the training recurrence keeps IEEE arithmetic (its vector code is written out; FMA contraction is the default)
+    TRAINING_SOURCE: ("-fno-math-errno", (["-lpthread"], [])),
+}
 _LINK_FLAGS = ["-shared"] + (["-Wl,--no-undefined"] if platform.system() == "Linux" else [])
 _RECIPE = "compile, then link without -ffast-math"  # part of the cache key: a change of recipe rebuilds
 _LOCK = threading.Lock()
-_LOADED: dict[str, ctypes.CDLL] = {}
+_LOADED: dict[tuple[Path, str], ctypes.CDLL] = {}
 
 
 class KernelUnavailableError(RuntimeError):
@@ -90,13 +92,9 @@ def _build(variant: str, source: Path = SOURCE) -> Path:
     if variant not in VARIANTS:
         raise ValueError(f"Unknown kernel variant {variant!r}; choose one of {sorted(VARIANTS)}.")
     cc = _compiler()
-    strict = source != SOURCE
-    base, portable = (
-        ([_STRICT_FLAGS.get(f, f) for f in flags] for flags in (_COMPILE_FLAGS, _PORTABLE_FLAGS))
-        if strict
-        else (_COMPILE_FLAGS, _PORTABLE_FLAGS)
-    )
-    flags = base + VARIANTS[variant]
+    math, libraries = _RECIPES[source]
+    flags = ["-O3", *_TUNING, math, "-fPIC", *VARIANTS[variant]]
+    portable = ["-O3", math, "-fPIC", *VARIANTS[variant]]  # where a compiler rejects the tuning flags
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as err:
@@ -115,12 +113,11 @@ def _build(variant: str, source: Path = SOURCE) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built, obj = Path(tmp) / target.name, Path(tmp) / f"{source.stem}.o"
         errors = ""
-        for compile_flags in (flags, portable + VARIANTS[variant]):
+        for compile_flags in (flags, portable):
             done = _run([cc, *compile_flags, "-c", "-o", str(obj), str(source)])
             if done.returncode == 0:
                 break
             errors = done.stderr
-        libraries = (["-lpthread"], []) if strict else (["-lmvec", "-lm"], ["-lm"])  # libmvec: glibc's vector expf
         for libs in libraries if done.returncode == 0 else ():
             done = _run([cc, *_LINK_FLAGS, "-o", str(built), str(obj), *libs])
             if done.returncode == 0:
@@ -155,47 +152,62 @@ def _prune_stale(keep: Path) -> None:
             pass
 
 
+def _open(variant: str, source: Path, signatures: dict, hint: str) -> tuple[ctypes.CDLL, bool]:
+    """The library built from `source` for `variant` (built and loaded once per process) with its functions'
+    ctypes `signatures` ({name: (restype, argtypes)}); the flag is True on the call that loaded it."""
+    with _LOCK:
+        if (source, variant) in _LOADED:
+            return _LOADED[source, variant], False
+        path = _build(variant, source)
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as err:  # e.g. a cache on a noexec mount
+            raise KernelUnavailableError(
+                f"Could not load the compiled kernels {path} ({err}). Point $TEXTGRU_CACHE at a folder that "
+                f"allows executables{hint}."
+            ) from err
+        for name, (restype, argtypes) in signatures.items():
+            function = getattr(lib, name)
+            function.restype, function.argtypes = restype, argtypes
+        _LOADED[source, variant] = lib
+        return lib, True
+
+
+_P, _I, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+_INT8_SIGNATURES = {
+    "textgru_kernel_isa": (_I, []),
+    "textgru_qgemm": (None, [_P, _I, _P, _I, _P, _I, _I, _P, _P, _P, _P, _I]),
+    "textgru_layer_norm": (None, [_P, _I, _I, _I, _P, _P, _F, _P, _I]),
+    "textgru_quantize_rows": (None, [_P, _I, _I, _I, _P, _P, _F, _P, _I, _P, _P]),
+    "textgru_gru_direction": (
+        None,
+        [_P, _I, _P, _P, _P, _I, _P, _I, _I, _I, _P, _P, _P, _I, _P, _I, _I, _P, _P, _P, _P],
+    ),
+    "textgru_attention_pool": (None, [_P, _I, _P, _I, _I, _P, _I, _P, _P, _I, _P, _P, _P]),
+}
+_TRAINING_SIGNATURES = {
+    "textgru_train_vector_width": (_I, []),
+    "textgru_gru_train_forward": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _I]),
+    "textgru_gru_train_backward": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _I]),
+    "textgru_train_gemm": (None, [_I, _I, _I, _P, _I, _P, _I, _P, _I, _I]),
+}
+
+
 def load(variant: str = "best") -> ctypes.CDLL:
-    """The compiled kernels (built on first use, then cached).
+    """The compiled int8 kernels (built on first use, then cached).
 
     Args:
         variant: `"best"`: the fastest product code the CPU supports (AVX512-VNNI, else AVX2, else plain C);
             `"avx2"` or `"generic"` force a lesser one (to test it, or to compare). `textgru_kernel_isa()` on the
             result says which one a build runs (2, 1, 0; see `ISA_NAMES`).
     """
-    with _LOCK:
-        if variant not in _LOADED:
-            path = _build(variant)
-            try:
-                lib = ctypes.CDLL(str(path))
-            except OSError as err:  # e.g. a cache on a noexec mount
-                raise KernelUnavailableError(
-                    f"Could not load the compiled kernels {path} ({err}). Point $TEXTGRU_CACHE at a folder that "
-                    "allows executables, or use the onnx-int8 format."
-                ) from err
-            p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-            lib.textgru_kernel_isa.restype = i
-            lib.textgru_kernel_isa.argtypes = []
-            if variant == "best" and lib.textgru_kernel_isa() == 0:
-                logger.warning(
-                    "This CPU has neither AVX512-VNNI nor AVX2: textgru's native int8 kernels run as plain C loops, "
-                    "which can be slower than eager PyTorch. The onnx-int8 format may serve you better here."
-                )
-            lib.textgru_qgemm.restype = None
-            lib.textgru_qgemm.argtypes = [p, i, p, i, p, i, i, p, p, p, p, i]
-            lib.textgru_layer_norm.restype = None
-            lib.textgru_layer_norm.argtypes = [p, i, i, i, p, p, f, p, i]
-            lib.textgru_quantize_rows.restype = None
-            lib.textgru_quantize_rows.argtypes = [p, i, i, i, p, p, f, p, i, p, p]
-            lib.textgru_gru_direction.restype = None
-            lib.textgru_gru_direction.argtypes = [p, i, p, p, p, i, p, i, i, i, p, p, p, i, p, i, i, p, p, p, p]
-            lib.textgru_attention_pool.restype = None
-            lib.textgru_attention_pool.argtypes = [p, i, p, i, i, p, i, p, p, i, p, p, p]
-            _LOADED[variant] = lib
-        return _LOADED[variant]
-
-
-_LOADED_TRAINING: dict[str, ctypes.CDLL] = {}
+    lib, first = _open(variant, SOURCE, _INT8_SIGNATURES, ", or use the onnx-int8 format")
+    if first and variant == "best" and lib.textgru_kernel_isa() == 0:
+        logger.warning(
+            "This CPU has neither AVX512-VNNI nor AVX2: textgru's native int8 kernels run as plain C loops, "
+            "which can be slower than eager PyTorch. The onnx-int8 format may serve you better here."
+        )
+    return lib
 
 
 def load_training(variant: str = "best") -> ctypes.CDLL:
@@ -204,27 +216,7 @@ def load_training(variant: str = "best") -> ctypes.CDLL:
     `variant` as in `load`; `textgru_train_vector_width()` on the result gives the lanes its vector code uses (16
     with AVX-512, 8 with AVX, 4 otherwise).
     """
-    with _LOCK:
-        if variant not in _LOADED_TRAINING:
-            path = _build(variant, TRAINING_SOURCE)
-            try:
-                lib = ctypes.CDLL(str(path))
-            except OSError as err:
-                raise KernelUnavailableError(
-                    f"Could not load the compiled kernels {path} ({err}). Point $TEXTGRU_CACHE at a folder that "
-                    "allows executables."
-                ) from err
-            p, i = ctypes.c_void_p, ctypes.c_int
-            lib.textgru_train_vector_width.restype = i
-            lib.textgru_train_vector_width.argtypes = []
-            lib.textgru_gru_train_forward.restype = i
-            lib.textgru_gru_train_forward.argtypes = [i, i, i, i, p, p, p, p, p, p, p, i]
-            lib.textgru_gru_train_backward.restype = i
-            lib.textgru_gru_train_backward.argtypes = [i, i, i, i, p, p, p, p, p, p, p, p, i]
-            lib.textgru_train_gemm.restype = None
-            lib.textgru_train_gemm.argtypes = [i, i, i, p, i, p, i, p, i, i]
-            _LOADED_TRAINING[variant] = lib
-        return _LOADED_TRAINING[variant]
+    return _open(variant, TRAINING_SOURCE, _TRAINING_SIGNATURES, "")[0]
 
 
 __all__ = ["ISA_NAMES", "KernelUnavailableError", "SOURCE", "TRAINING_SOURCE", "VARIANTS", "load", "load_training"]
